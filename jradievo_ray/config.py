@@ -1,0 +1,251 @@
+"""Typed search config: one YAML file in, frozen pydantic models out, one-line errors.
+
+Paths may be local folders, `s3://` URIs, or `zoo:<name>` for the built-in demo zoo
+(resolved under `$JRADIEVO_HOME` and built on first use).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from jradievo_ray.errors import UserError
+
+DEMO_CONFIG = Path(__file__).resolve().parent / "demo.yaml"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelRef(Frozen):
+    name: str = Field(description="Short name used in recipes, logs and result.json.")
+    path: str = Field(description="Hugging Face folder: local path, s3:// URI or zoo:<name>.")
+
+
+class ModelsConfig(Frozen):
+    base: ModelRef = Field(description="Common base LM; task vectors are taken against it.")
+    vlm: ModelRef = Field(description="Vision-language model whose language tower is merged.")
+    sources: list[ModelRef] = Field(
+        default_factory=list, description="Text LMs from the same base family merged into the VLM."
+    )
+    name_map: str = Field(
+        default="llava", description="How the VLM names its language tower (preset name)."
+    )
+    dtype: Literal["float32", "float16", "bfloat16"] = Field(
+        default="float32", description="dtype of resident sources and the merged model."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="Where sources are resident; auto = cuda if the actor has a GPU."
+    )
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ModelsConfig:
+        names = [self.vlm.name, *(s.name for s in self.sources)]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model names must be unique, repeated: {', '.join(dupes)}")
+        return self
+
+    @property
+    def merge_sources(self) -> list[ModelRef]:
+        """Every model whose language weights enter the merge: the VLM first, then the LMs."""
+        return [self.vlm, *self.sources]
+
+
+class DataConfig(Frozen):
+    search: str = Field(description="JSONL manifest of the studies the search scores genomes on.")
+    heldout: str | None = Field(
+        default=None, description="JSONL manifest of held-out studies for the final table."
+    )
+    search_limit: int | None = Field(
+        default=50, ge=1, description="Use the first N search studies (JRadiEvo: 50)."
+    )
+    heldout_limit: int | None = Field(
+        default=None, ge=1, description="Use the first N held-out studies (all if unset)."
+    )
+
+
+class Bounds(Frozen):
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Bounds:
+        if not self.low <= self.high:
+            raise ValueError(f"low ({self.low}) must be <= high ({self.high})")
+        return self
+
+
+class MergeConfig(Frozen):
+    space: Literal["jradievo"] = Field(
+        default="jradievo", description="Genome layout; 'jradievo' = drop rate, densities, weights, λ."
+    )
+    sign_consensus: bool = Field(
+        default=True, description="TIES sign election across task vectors (off = task arithmetic)."
+    )
+    weight: Bounds = Field(default=Bounds(low=0.0, high=1.0), description="Per-source weight.")
+    density: Bounds = Field(
+        default=Bounds(low=0.1, high=1.0), description="Per-source TIES trim density (1 = keep all)."
+    )
+    drop_rate: Bounds = Field(
+        default=Bounds(low=0.0, high=0.9), description="Shared DARE drop rate (0 = no dropping)."
+    )
+    scale: Bounds = Field(default=Bounds(low=0.0, high=2.0), description="Global scale λ.")
+    seed: int = Field(default=0, description="Seed of DARE's random drop mask.")
+
+    @model_validator(mode="after")
+    def _in_unit_range(self) -> MergeConfig:
+        for field in ("density", "drop_rate"):
+            b = getattr(self, field)
+            if b.low < 0 or b.high > 1:
+                raise ValueError(f"{field} bounds must lie in [0, 1]")
+        if self.drop_rate.high >= 1:
+            raise ValueError("drop_rate.high must be < 1")
+        return self
+
+
+class SearchConfig(Frozen):
+    population: int = Field(default=12, ge=2, description="Genomes per generation.")
+    generations: int = Field(default=6, ge=0, description="Generations after the initial one.")
+    seed: int = Field(default=0, description="Seed of the GA (and its RNG state in checkpoints).")
+    crossover_prob: float = Field(default=0.7, ge=0, le=1, description="P(crossover) per pair.")
+    mutation_prob: float = Field(default=0.3, ge=0, le=1, description="P(mutation) per genome.")
+    eta: float = Field(default=15.0, gt=0, description="SBX / polynomial mutation crowding.")
+    tournament_size: int = Field(default=3, ge=2, description="Tournament selection size.")
+    elites: int = Field(default=2, ge=0, description="Best genomes copied unchanged each gen.")
+    hall_of_fame: int = Field(default=5, ge=1, description="How many best genomes to keep.")
+    init: Literal["random", "random+uniform"] = Field(
+        default="random+uniform",
+        description="Initial population; +uniform seeds it with the equal-weight merge.",
+    )
+
+
+class InferenceConfig(Frozen):
+    backend: Literal["transformers", "vllm"] = Field(
+        default="transformers", description="Generation backend."
+    )
+    prompt: str = Field(
+        default="胸部X線画像の所見を日本語で記述してください。",
+        description="Japanese instruction given with each image.",
+    )
+    max_new_tokens: int = Field(default=48, ge=1, description="Greedy decoding length cap.")
+    batch_size: int = Field(default=64, ge=1, description="Images per generate call.")
+    tensor_parallel_size: int = Field(default=1, ge=1, description="GPUs per actor (vLLM).")
+
+
+class ScoringConfig(Frozen):
+    bleu4: float = Field(default=0.25, ge=0, description="Fitness weight of BLEU-4.")
+    rouge_l: float = Field(default=0.25, ge=0, description="Fitness weight of ROUGE-L.")
+    finding_f1: float = Field(default=0.5, ge=0, description="Fitness weight of finding F1.")
+    require_japanese: bool = Field(
+        default=True, description="A prediction that is not mainly Japanese scores 0."
+    )
+    uncertain_as_positive: bool = Field(
+        default=True, description="Finding F1 counts uncertain (-1) mentions as positive."
+    )
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> ScoringConfig:
+        if self.bleu4 + self.rouge_l + self.finding_f1 <= 0:
+            raise ValueError("at least one fitness weight must be > 0")
+        return self
+
+
+class TrackingConfig(Frozen):
+    mlflow_uri: str | None = Field(
+        default=None, description="MLflow tracking URI; default sqlite:///<out>/mlflow.db."
+    )
+    experiment: str = Field(default="jradievo", description="MLflow experiment name.")
+    log_report_text: bool = Field(
+        default=False, description="Log sample generated reports (PHI!) to MLflow."
+    )
+
+
+class ResourcesConfig(Frozen):
+    ray_address: str | None = Field(
+        default=None, description="Ray cluster address; None = connect if inside a job, else local."
+    )
+    num_actors: int = Field(default=1, ge=1, description="Persistent evaluation actors.")
+    num_cpus_per_actor: float = Field(default=1, gt=0, description="CPUs (and torch threads).")
+    num_gpus_per_actor: float = Field(default=0, ge=0, description="GPUs per actor.")
+    max_retries: int = Field(default=2, ge=0, description="Re-dispatches of a genome whose actor died.")
+
+
+class Config(Frozen):
+    models: ModelsConfig
+    data: DataConfig
+    merge: MergeConfig = Field(default_factory=MergeConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
+    """Apply `dotted.key=value` overrides (value parsed as YAML) to a raw config dict."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"{source}: --set {item}: expected dotted.key=value")
+        node: Any = raw
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+                continue
+            if not isinstance(node, dict):
+                raise UserError(f"{source}: {'.'.join(parts[: i + 1])}: not a section")
+            node = node.setdefault(part, {})
+        last = parts[-1]
+        parsed = yaml.safe_load(value) if value else ""
+        if isinstance(node, list) and last.isdigit() and int(last) < len(node):
+            node[int(last)] = parsed
+        elif isinstance(node, dict):
+            node[last] = parsed
+        else:
+            raise UserError(f"{source}: {key}: not a section")
+    return raw
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "<root>"
+
+
+def parse_config(raw: Any, source: str) -> Config:
+    """Validate a raw dict; errors become `<source>: <dotted.field>: <reason>`."""
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: <root>: expected a mapping, got {type(raw).__name__}")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        msg = err["msg"].removeprefix("Value error, ")
+        raise UserError(f"{source}: {_loc(err['loc'])}: {msg}") from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML config (default: the built-in demo) and apply `--set` overrides."""
+    file = Path(path) if path else DEMO_CONFIG
+    source = str(path) if path else "demo.yaml"
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"{source}: <file>: cannot read: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "<file>"
+        raise UserError(f"{source}: {where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if isinstance(raw, dict):
+        raw = apply_overrides(raw, overrides or [], source)
+    return parse_config(raw, source)
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    return cfg.model_dump(mode="json")
