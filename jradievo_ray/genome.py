@@ -7,7 +7,7 @@ merged = base + scale * merge_i(weight_i * trim(dare(source_i - base, drop_rate)
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from jradievo_ray.config import Bounds, MergeConfig
 
@@ -43,6 +43,13 @@ class MergeRecipe:
             scale=d.get("scale", 1.0),
             sign_consensus=d.get("sign_consensus", False),
         )
+
+    def with_weight(self, name: str, weight: float) -> MergeRecipe:
+        """The same recipe with one source's weight replaced (for ablations)."""
+        if name not in self.sources:
+            raise KeyError(f"no source {name!r} in recipe")
+        src = replace(self.sources[name], weight=weight)
+        return replace(self, sources={**self.sources, name: src})
 
     @property
     def is_deterministic(self) -> bool:
