@@ -39,7 +39,8 @@ class ModelsConfig(Frozen):
         default="float32", description="dtype of resident sources and the merged model."
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
-        default="auto", description="Where sources are resident; auto = cuda if the actor has a GPU."
+        default="auto",
+        description="Where sources are resident; auto = cuda if the actor has a GPU.",
     )
 
     @model_validator(mode="after")
@@ -82,14 +83,16 @@ class Bounds(Frozen):
 
 class MergeConfig(Frozen):
     space: Literal["jradievo"] = Field(
-        default="jradievo", description="Genome layout; 'jradievo' = drop rate, densities, weights, λ."
+        default="jradievo",
+        description="Genome layout; 'jradievo' = drop rate, densities, weights, λ.",
     )
     sign_consensus: bool = Field(
         default=True, description="TIES sign election across task vectors (off = task arithmetic)."
     )
     weight: Bounds = Field(default=Bounds(low=0.0, high=1.0), description="Per-source weight.")
     density: Bounds = Field(
-        default=Bounds(low=0.1, high=1.0), description="Per-source TIES trim density (1 = keep all)."
+        default=Bounds(low=0.1, high=1.0),
+        description="Per-source TIES trim density (1 = keep all).",
     )
     drop_rate: Bounds = Field(
         default=Bounds(low=0.0, high=0.9), description="Shared DARE drop rate (0 = no dropping)."
@@ -172,7 +175,9 @@ class ResourcesConfig(Frozen):
     num_actors: int = Field(default=1, ge=1, description="Persistent evaluation actors.")
     num_cpus_per_actor: float = Field(default=1, gt=0, description="CPUs (and torch threads).")
     num_gpus_per_actor: float = Field(default=0, ge=0, description="GPUs per actor.")
-    max_retries: int = Field(default=2, ge=0, description="Re-dispatches of a genome whose actor died.")
+    max_retries: int = Field(
+        default=2, ge=0, description="Re-dispatches of a genome whose actor died."
+    )
 
 
 class Config(Frozen):
@@ -241,7 +246,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "<file>"
-        raise UserError(f"{source}: {where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+        raise UserError(
+            f"{source}: {where}: invalid YAML: {getattr(exc, 'problem', exc)}"
+        ) from None
     if isinstance(raw, dict):
         raw = apply_overrides(raw, overrides or [], source)
     return parse_config(raw, source)

@@ -21,7 +21,9 @@ class Study:
     report_ja: str = ""
 
 
-def load_manifest(path: str | Path, limit: int | None = None, check_images: bool = True) -> list[Study]:
+def load_manifest(
+    path: str | Path, limit: int | None = None, check_images: bool = True
+) -> list[Study]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: file does not exist")

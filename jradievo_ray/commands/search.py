@@ -1,0 +1,44 @@
+"""`jradievo search [--config FILE] [--out DIR] [--set k=v ...] [--resume DIR]`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from jradievo_ray.config import load_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="run the evolutionary merge search (default: the demo)")
+    p.add_argument("--config", help="search YAML (default: the built-in demo, jobs/demo.yaml)")
+    p.add_argument("--out", help="run folder (default: runs/<timestamp>)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set search.generations=3 (repeatable)",
+    )
+    p.add_argument("--resume", metavar="DIR", help="continue the search checkpointed in DIR")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from jradievo_ray.search.prepare import prepare
+    from jradievo_ray.search.run import CONFIG, run_search, save_config
+
+    if args.resume:
+        out = Path(args.resume)
+        config_path = args.config or out / CONFIG
+    else:
+        out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
+        config_path = args.config
+    cfg = load_config(config_path, args.overrides)
+    source = str(config_path) if config_path else "demo.yaml"
+    resolved = prepare(cfg, source)  # before Ray starts: zoo built, every path checked
+    if not args.resume:
+        save_config(cfg, out)
+    run_search(resolved, out, resume=bool(args.resume))
+    return 0

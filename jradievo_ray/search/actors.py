@@ -1,0 +1,100 @@
+"""Thin Ray actors around an evaluator, and a pool that survives actor death.
+
+The evaluator comes from a picklable factory, so the same pool runs the real
+GenomeEvaluator on GPUs and tiny toy objectives in tests.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError
+
+
+class EvalActor:
+    """Holds one evaluator (sources resident) for its whole life."""
+
+    def __init__(self, factory: Callable[[], Any], num_threads: int):
+        import torch
+
+        torch.set_num_threads(max(1, num_threads))
+        self.evaluator = factory()
+
+    def call(self, method: str, *args: Any) -> dict[str, Any]:
+        """Run one evaluator method; failures come back as data, never kill the search."""
+        try:
+            return {"ok": True, **getattr(self.evaluator, method)(*args)}
+        except Exception as exc:  # noqa: BLE001 - any genome failure is penalised, not fatal
+            tb = traceback.format_exc(limit=3)
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": tb}
+
+
+class ActorPool:
+    """Dispatches tasks to persistent actors as they free up; replaces dead actors."""
+
+    def __init__(
+        self,
+        factory: Callable[[], Any],
+        size: int,
+        num_cpus: float,
+        num_gpus: float,
+        max_retries: int,
+        log: Callable[[str], None] = print,
+    ):
+        self._remote = ray.remote(EvalActor).options(num_cpus=num_cpus, num_gpus=num_gpus)
+        self._factory = factory
+        self._threads = max(1, int(num_cpus))
+        self.max_retries = max_retries
+        self.log = log
+        self.actors = [self._spawn() for _ in range(size)]
+        self.replaced = 0
+
+    def _spawn(self):
+        return self._remote.remote(self._factory, self._threads)
+
+    def map(
+        self,
+        tasks: list[tuple[str, tuple]],
+        on_result: Callable[[int, dict[str, Any]], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Run (method, args) tasks; results in task order. A task whose actor dies is
+        retried on a fresh actor up to max_retries times, then reported as failed."""
+        results: list[dict[str, Any] | None] = [None] * len(tasks)
+        pending = deque(range(len(tasks)))
+        attempts = [0] * len(tasks)
+        idle = list(range(len(self.actors)))
+        inflight: dict[ray.ObjectRef, tuple[int, int]] = {}
+        while pending or inflight:
+            while pending and idle:
+                i, a = pending.popleft(), idle.pop()
+                method, args = tasks[i]
+                inflight[self.actors[a].call.remote(method, *args)] = (i, a)
+            done, _ = ray.wait(list(inflight), num_returns=1)
+            for ref in done:
+                i, a = inflight.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except RayActorError as exc:  # died, its node died, or unreachable
+                    attempts[i] += 1
+                    self.log(f"actor {a} lost ({type(exc).__name__}); replacing it")
+                    self.actors[a] = self._spawn()
+                    self.replaced += 1
+                    idle.append(a)
+                    if attempts[i] <= self.max_retries:
+                        pending.appendleft(i)
+                        continue
+                    result = {"ok": False, "error": f"actor died {attempts[i]} times"}
+                else:
+                    idle.append(a)
+                results[i] = result
+                if on_result:
+                    on_result(i, result)
+        return results  # type: ignore[return-value]
+
+    def shutdown(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor)

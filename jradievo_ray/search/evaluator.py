@@ -1,0 +1,132 @@
+"""What an actor does per genome: merge -> generate -> score. No Ray here.
+
+Built once per actor: sources resident, generator built, eval sets loaded. Each call is a
+pure function of (genome or recipe, resident state, eval set), so results can be cached.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import torch
+
+from jradievo_ray.config import Config
+from jradievo_ray.data.manifest import Study, load_manifest
+from jradievo_ray.genome import MergeRecipe, make_space
+from jradievo_ray.inference.base import GenerationRequest, Generator
+from jradievo_ray.scoring.fitness import per_finding_f1, score_reports
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def pick_device(setting: str) -> str:
+    if setting == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return setting
+
+
+def make_generator(cfg: Config, device: str) -> Generator:
+    inf = cfg.inference
+    dtype = DTYPES[cfg.models.dtype]
+    if inf.backend == "vllm":
+        from jradievo_ray.inference.vllm_backend import VllmGenerator
+
+        return VllmGenerator(
+            cfg.models.vlm.path,
+            max_new_tokens=inf.max_new_tokens,
+            batch_size=inf.batch_size,
+            dtype=dtype,
+            tensor_parallel_size=inf.tensor_parallel_size,
+        )
+    from jradievo_ray.inference.transformers_backend import TransformersGenerator
+
+    return TransformersGenerator(
+        cfg.models.vlm.path,
+        max_new_tokens=inf.max_new_tokens,
+        batch_size=inf.batch_size,
+        device=device,
+        dtype=dtype,
+    )
+
+
+def derangement(n: int, seed: int) -> list[int]:
+    """A seeded permutation of range(n) with no fixed point (n >= 2)."""
+    rng = random.Random(seed)
+    while True:
+        perm = list(range(n))
+        rng.shuffle(perm)
+        if all(i != p for i, p in enumerate(perm)):
+            return perm
+
+
+class GenomeEvaluator:
+    """Resident sources + generator + eval sets; scores genomes and recipes."""
+
+    def __init__(self, cfg: Config):
+        from jradievo_ray.merge.engine import ResidentMerger
+
+        self.cfg = cfg
+        models = cfg.models
+        self.space = make_space([m.name for m in models.merge_sources], cfg.merge)
+        device = pick_device(models.device)
+        self.merger = ResidentMerger(
+            base_path=models.base.path,
+            vlm_name=models.vlm.name,
+            vlm_path=models.vlm.path,
+            sources={s.name: s.path for s in models.sources},
+            name_map=models.name_map,
+            device=device,
+            dtype=DTYPES[models.dtype],
+        )
+        self.generator = make_generator(cfg, device)
+        self.targets = self.generator.weight_targets()
+        self.splits: dict[str, list[Study]] = {
+            "search": load_manifest(cfg.data.search, limit=cfg.data.search_limit)
+        }
+        if cfg.data.heldout:
+            self.splits["heldout"] = load_manifest(cfg.data.heldout, limit=cfg.data.heldout_limit)
+
+    def _load(self, recipe: MergeRecipe) -> None:
+        if self.targets is not None:
+            self.merger.merge_into(recipe, self.targets, seed=self.cfg.merge.seed)
+        else:
+            self.generator.load_weights(
+                self.merger.merged_tensors(recipe, seed=self.cfg.merge.seed)
+            )
+
+    def generate(
+        self, recipe: MergeRecipe, split: str, shuffle_seed: int | None = None
+    ) -> list[str]:
+        studies = self.splits[split]
+        images = [s.image for s in studies]
+        if shuffle_seed is not None:
+            images = [images[j] for j in derangement(len(images), shuffle_seed)]
+        self._load(recipe)
+        prompt = self.cfg.inference.prompt
+        reqs = [
+            GenerationRequest(id=s.id, image=img, prompt=prompt)
+            for s, img in zip(studies, images, strict=True)
+        ]
+        return self.generator.generate(reqs)
+
+    def evaluate_recipe(
+        self, recipe: MergeRecipe, split: str = "search", shuffle_seed: int | None = None
+    ) -> dict[str, Any]:
+        """Metrics (0-100), per-finding F1 and timings of one recipe on one split."""
+        t0 = time.perf_counter()
+        texts = self.generate(recipe, split, shuffle_seed)
+        t1 = time.perf_counter()
+        refs = [s.report_ja for s in self.splits[split]]
+        metrics = score_reports(texts, refs, self.cfg.scoring)
+        return {
+            "metrics": metrics,
+            "per_finding": per_finding_f1(texts, refs, self.cfg.scoring),
+            "texts": texts,
+            "seconds": {"merge_generate": t1 - t0, "score": time.perf_counter() - t1},
+        }
+
+    def evaluate_genome(self, genome: list[float]) -> dict[str, Any]:
+        out = self.evaluate_recipe(self.space.decode(genome), "search")
+        return {"fitness": out["metrics"]["fitness"], **out}

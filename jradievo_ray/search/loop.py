@@ -1,0 +1,144 @@
+"""The search driver: DEAP generations evaluated by a Ray actor pool, checkpointed each
+generation, tracked in MLflow, ending with the held-out table and result.json."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from deap import tools
+
+from jradievo_ray.config import Config
+from jradievo_ray.genome import make_space
+from jradievo_ray.search import checkpoint
+from jradievo_ray.search.actors import ActorPool
+from jradievo_ray.search.ga import GeneticAlgorithm, individual
+
+WORST_FITNESS = 0.0  # fitness is on 0-100; a failed genome gets the bottom of the scale
+
+
+def genome_key(genome: list[float]) -> tuple[float, ...]:
+    return tuple(float(g) for g in genome)
+
+
+def summarize(result: dict[str, Any]) -> dict[str, Any]:
+    """What the cache and the genome table keep of an evaluation (no report text)."""
+    if not result.get("ok"):
+        return {"fitness": WORST_FITNESS, "error": result.get("error", "unknown error")}
+    return {"fitness": float(result["fitness"]), "metrics": result["metrics"], "error": None}
+
+
+def format_eta(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class SearchLoop:
+    """Runs (or resumes) the GA; `pool` evaluates genomes via `evaluate_genome`."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        out_dir: Path,
+        pool: ActorPool,
+        state: checkpoint.SearchState,
+        on_generation: Callable[[dict[str, Any], checkpoint.SearchState], None] | None = None,
+        log: Callable[[str], None] = print,
+    ):
+        self.cfg = cfg
+        self.out_dir = out_dir
+        self.pool = pool
+        self.state = state
+        self.on_generation = on_generation
+        self.log = log
+        names = [m.name for m in cfg.models.merge_sources]
+        self.space = make_space(names, cfg.merge)
+        self.rng = random.Random(cfg.search.seed)
+        if state.rng_state is not None:
+            self.rng.setstate(state.rng_state)
+        self.ga = GeneticAlgorithm(self.space.bounds, cfg.search, self.rng)
+        self.hof = tools.HallOfFame(cfg.search.hall_of_fame)
+        self.hof.update([individual(g, f) for g, f in state.hall_of_fame])
+
+    def _evaluate(self, population: list, gen: int) -> int:
+        """Set every individual's fitness; returns how many genomes were really evaluated."""
+        cache = self.state.cache
+        todo: dict[tuple[float, ...], list[float]] = {}
+        for ind in population:
+            key = genome_key(ind)
+            if key not in cache:
+                todo.setdefault(key, list(ind))
+        keys = list(todo)
+        results = self.pool.map([("evaluate_genome", (todo[k],)) for k in keys])
+        for key, result in zip(keys, results, strict=True):
+            cache[key] = summarize(result)
+            if cache[key]["error"]:
+                self.log(f"  genome failed (fitness {WORST_FITNESS}): {cache[key]['error']}")
+        for idx, ind in enumerate(population):
+            entry = cache[genome_key(ind)]
+            ind.fitness.values = (entry["fitness"],)
+            row = {"gen": gen, "index": idx, "fitness": entry["fitness"]}
+            row.update({f"gene/{n}": v for n, v in zip(self.space.gene_names, ind, strict=True)})
+            for k in ("rouge_l", "bleu4", "finding_f1"):
+                row[k] = (entry.get("metrics") or {}).get(k)
+            row["error"] = entry["error"]
+            self.state.genome_table.append(row)
+        return len(keys)
+
+    def _finish_generation(self, gen: int, population: list, evaluated: int, t0: float) -> None:
+        fits = [ind.fitness.values[0] for ind in population]
+        self.hof.update(population)
+        seconds = time.perf_counter() - t0
+        row = {
+            "gen": gen,
+            "max": max(fits),
+            "mean": sum(fits) / len(fits),
+            "min": min(fits),
+            "evaluated": evaluated,
+            "seconds": seconds,
+        }
+        st = self.state
+        st.gen = gen
+        st.generations.append(row)
+        st.population = [(list(ind), ind.fitness.values[0]) for ind in population]
+        st.hall_of_fame = [(list(ind), ind.fitness.values[0]) for ind in self.hof]
+        st.rng_state = self.rng.getstate()
+        st.seconds += seconds
+        checkpoint.save(st, self.out_dir)
+        total = self.cfg.search.generations
+        mean_gen = sum(g["seconds"] for g in st.generations) / len(st.generations)
+        best = self.hof[0].fitness.values[0]
+        eta = format_eta(mean_gen * (total - gen))
+        self.log(
+            f"gen {gen}/{total}  evaluated {evaluated:3d}  best {best:6.2f}"
+            f"  mean {row['mean']:6.2f}  {seconds:6.1f}s  ETA {eta}"
+        )
+        if self.on_generation:
+            self.on_generation(row, st)
+
+    def run(self) -> checkpoint.SearchState:
+        st = self.state
+        if st.gen < 0:
+            t0 = time.perf_counter()
+            seeds = (
+                [self.space.encode_uniform()] if self.cfg.search.init == "random+uniform" else []
+            )
+            population = self.ga.initial_population(seeds)
+            evaluated = self._evaluate(population, 0)
+            self._finish_generation(0, population, evaluated, t0)
+        else:
+            self.log(f"resuming after generation {st.gen} ({len(st.cache)} genomes cached)")
+        population = [individual(g, f) for g, f in st.population]
+        for gen in range(st.gen + 1, self.cfg.search.generations + 1):
+            t0 = time.perf_counter()
+            population = self.ga.next_generation(population)
+            evaluated = self._evaluate(population, gen)
+            self._finish_generation(gen, population, evaluated, t0)
+        return st
+
+    @property
+    def best(self) -> tuple[list[float], float]:
+        return list(self.hof[0]), self.hof[0].fitness.values[0]

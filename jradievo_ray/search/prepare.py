@@ -1,0 +1,72 @@
+"""Resolve and check every path of a config before Ray starts (errors name the field)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jradievo_ray.config import Config
+from jradievo_ray.errors import UserError
+
+ZOO_PREFIX = "zoo:"
+
+
+def _resolve(value: str) -> str:
+    if not value.startswith(ZOO_PREFIX):
+        return value
+    from jradievo_ray.zoo import resolve_zoo_path
+
+    return resolve_zoo_path(value)
+
+
+def _check_model(value: str, field: str, source: str) -> None:
+    if value.startswith("s3://"):
+        return
+    path = Path(value)
+    if not path.is_dir():
+        raise UserError(f"{source}: {field}: model folder does not exist: {value}")
+    if not (path / "config.json").is_file():
+        raise UserError(
+            f"{source}: {field}: not a Hugging Face model folder (no config.json): {value}"
+        )
+
+
+def _check_file(value: str, field: str, source: str) -> None:
+    if not value.startswith("s3://") and not Path(value).is_file():
+        raise UserError(f"{source}: {field}: file does not exist: {value}")
+
+
+def check_paths(cfg: Config, source: str) -> None:
+    """Raise UserError for the first model folder or data file that does not exist."""
+    m = cfg.models
+    _check_model(m.base.path, "models.base.path", source)
+    _check_model(m.vlm.path, "models.vlm.path", source)
+    for i, s in enumerate(m.sources):
+        _check_model(s.path, f"models.sources.{i}.path", source)
+    _check_file(cfg.data.search, "data.search", source)
+    if cfg.data.heldout:
+        _check_file(cfg.data.heldout, "data.heldout", source)
+
+
+def resolve_paths(cfg: Config) -> Config:
+    """Replace `zoo:` paths by real ones (building the demo zoo on first use)."""
+    m = cfg.models
+    models = m.model_copy(
+        update={
+            "base": m.base.model_copy(update={"path": _resolve(m.base.path)}),
+            "vlm": m.vlm.model_copy(update={"path": _resolve(m.vlm.path)}),
+            "sources": [s.model_copy(update={"path": _resolve(s.path)}) for s in m.sources],
+        }
+    )
+    data = cfg.data.model_copy(
+        update={
+            "search": _resolve(cfg.data.search),
+            "heldout": _resolve(cfg.data.heldout) if cfg.data.heldout else None,
+        }
+    )
+    return cfg.model_copy(update={"models": models, "data": data})
+
+
+def prepare(cfg: Config, source: str) -> Config:
+    resolved = resolve_paths(cfg)
+    check_paths(resolved, source)
+    return resolved

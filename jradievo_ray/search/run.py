@@ -1,0 +1,190 @@
+"""`jradievo search`: start (or resume) a search, end with the held-out table and result.json."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from jradievo_ray.config import Config, config_to_dict
+from jradievo_ray.errors import UserError
+from jradievo_ray.search import checkpoint, heldout
+from jradievo_ray.search.actors import ActorPool
+from jradievo_ray.search.evaluator import GenomeEvaluator
+from jradievo_ray.search.loop import SearchLoop
+from jradievo_ray.tracking import Tracker, default_uri
+
+RESULT = "result.json"
+CONFIG = "config.yaml"
+
+
+def init_ray(address: str | None) -> None:
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if ray.is_initialized():
+        return
+    if address or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=address or None, log_to_driver=True)
+    else:
+        # A private local instance on loopback; nothing listens on other interfaces.
+        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=True)
+
+
+def fitness_figure(generations: list[dict[str, Any]]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    gens = [g["gen"] for g in generations]
+    for key in ("max", "mean", "min"):
+        ax.plot(gens, [g[key] for g in generations], marker="o", label=key)
+    ax.set_xlabel("generation")
+    ax.set_ylabel("fitness (0-100)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def run_search(
+    cfg: Config,
+    out_dir: Path,
+    resume: bool = False,
+    evaluator_factory: Callable[[], Any] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the whole search; `cfg` must already have its paths resolved and checked."""
+    t_start = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = checkpoint.load(out_dir) if resume else None
+    if resume and state is None:
+        raise UserError(f"{out_dir}: no {checkpoint.CHECKPOINT} to resume from")
+    if not resume and (out_dir / checkpoint.CHECKPOINT).exists():
+        raise UserError(
+            f"{out_dir}: holds a search already; use --resume {out_dir} or another --out"
+        )
+    state = state or checkpoint.SearchState()
+    prior_seconds = state.seconds  # generation time spent before a resume
+
+    uri = cfg.tracking.mlflow_uri or default_uri(out_dir)
+    tracker = Tracker(uri, cfg.tracking.experiment, out_dir, run_id=state.mlflow_run_id)
+    if state.mlflow_run_id is None:
+        state.mlflow_run_id = tracker.run_id
+        tracker.log_params(config_to_dict(cfg))
+    log(f"MLflow run {tracker.run_id} at {uri}")
+
+    init_ray(cfg.resources.ray_address)
+    res = cfg.resources
+    factory = evaluator_factory or functools.partial(GenomeEvaluator, cfg)
+    pool = ActorPool(
+        factory,
+        res.num_actors,
+        res.num_cpus_per_actor,
+        res.num_gpus_per_actor,
+        res.max_retries,
+        log,
+    )
+
+    def on_generation(row: dict[str, Any], st: checkpoint.SearchState) -> None:
+        metrics = {f"fitness_{k}": row[k] for k in ("max", "mean", "min")}
+        metrics.update(evaluated=row["evaluated"], seconds=row["seconds"])
+        tracker.log_metrics(metrics, step=row["gen"])
+
+    try:
+        loop = SearchLoop(cfg, out_dir, pool, state, on_generation, log)
+        loop.run()
+        best_genome, best_fit = loop.best
+        best_recipe = loop.space.decode(best_genome)
+        result = {
+            "best": {
+                "genome": best_genome,
+                "recipe": best_recipe.to_dict(),
+                "search_fitness": best_fit,
+            },
+            "generations": state.generations,
+        }
+        if cfg.data.heldout:
+            log("scoring held-out rows ...")
+            result.update(final_rows(cfg, pool, loop.space.names, best_recipe))
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    finally:
+        pool.shutdown()
+
+    result["mlflow"] = {"tracking_uri": uri, "run_id": tracker.run_id}
+    result["seconds"] = prior_seconds + time.perf_counter() - t_start
+    (out_dir / RESULT).write_text(
+        json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8"
+    )
+    log_final(tracker, cfg, state, result, out_dir)
+    if "heldout" in result:
+        log("\nheld-out results (0-100):\n" + heldout.format_table(result["heldout"]))
+    log(f"\nresult: {out_dir / RESULT}  ({result['seconds']:.0f}s)")
+    return result
+
+
+def final_rows(cfg: Config, pool: ActorPool, names: tuple[str, ...], best_recipe) -> dict[str, Any]:
+    rows = heldout.recipe_rows(list(names), best_recipe)
+    tasks = [("evaluate_recipe", (recipe, "heldout", seed)) for recipe, seed in rows.values()]
+    outputs = dict(zip(rows, pool.map(tasks), strict=True))
+    failed = {k: v["error"] for k, v in outputs.items() if not v["ok"]}
+    if failed:
+        raise RuntimeError(f"held-out evaluation failed: {failed}")
+
+    from jradievo_ray.data.manifest import load_manifest
+
+    search_refs = [s.report_ja for s in load_manifest(cfg.data.search, cfg.data.search_limit)]
+    heldout_refs = [s.report_ja for s in load_manifest(cfg.data.heldout, cfg.data.heldout_limit)]
+    text, _ = heldout.best_blind_text(search_refs, cfg.scoring)
+    outputs["blind"] = heldout.blind_row(text, heldout_refs, cfg.scoring)
+
+    table_order = [
+        "best",
+        "uniform",
+        *(f"source/{n}" for n in names),
+        "blind",
+        "best_images_shuffled",
+    ]
+    table = {k: heldout.row_metrics(outputs[k]["metrics"]) for k in table_order}
+    per_finding = {
+        k: outputs[k]["per_finding"] for k in ["best", "blind", *(f"source/{n}" for n in names)]
+    }
+    ablation = {n: heldout.row_metrics(outputs[f"ablation/{n}"]["metrics"]) for n in names}
+    extra = {"blind_text": text}
+    if cfg.tracking.log_report_text:
+        extra["sample_reports"] = {k: outputs[k]["texts"][:5] for k in ("best", "uniform")}
+    return {"heldout": table, "heldout_per_finding": per_finding, "ablation": ablation, **extra}
+
+
+def log_final(
+    tracker: Tracker, cfg: Config, state: checkpoint.SearchState, result: dict, out_dir: Path
+) -> None:
+    tracker.log_table(state.genome_table, "genomes.json")
+    tracker.log_text(yaml.safe_dump(result["best"]["recipe"], sort_keys=False), "best_recipe.yaml")
+    fig = fitness_figure(state.generations)
+    fig.savefig(out_dir / "fitness.png", dpi=100, bbox_inches="tight")
+    tracker.log_file(out_dir / "fitness.png")
+    for row, m in result.get("heldout", {}).items():
+        tracker.log_metrics({f"heldout/{row}/{k}": v for k, v in m.items() if k != "n"})
+    for src, m in result.get("ablation", {}).items():
+        tracker.log_metrics({f"ablation/{src}/{k}": v for k, v in m.items() if k != "n"})
+    if not cfg.tracking.log_report_text:
+        result = {k: v for k, v in result.items() if k != "blind_text"}
+    tracker.log_text(json.dumps(result, indent=2, ensure_ascii=False), RESULT)
+    tracker.finish()
+
+
+def save_config(cfg: Config, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / CONFIG).write_text(
+        yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True), encoding="utf-8"
+    )
