@@ -6,6 +6,7 @@ Paths may be local folders, `s3://` URIs, or `zoo:<name>` for the built-in demo 
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -249,9 +250,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise UserError(
             f"{source}: {where}: invalid YAML: {getattr(exc, 'problem', exc)}"
         ) from None
-    if isinstance(raw, dict):
-        raw = apply_overrides(raw, overrides or [], source)
-    return parse_config(raw, source)
+    if not overrides or not isinstance(raw, dict):
+        return parse_config(raw, source)
+    # Override on top of the full config, so a nested default can be changed alone; a
+    # partial file may be completed by the overrides (errors are reported below).
+    with contextlib.suppress(UserError):
+        raw = config_to_dict(parse_config(raw, source))
+    return parse_config(apply_overrides(raw, overrides, source), source)
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:

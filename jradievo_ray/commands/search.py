@@ -8,6 +8,8 @@ from pathlib import Path
 
 from jradievo_ray.config import load_config
 
+SAVED_CONFIG = "config.yaml"  # written into the run folder; --resume reads it
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="run the evolutionary merge search (default: the demo)")
@@ -26,16 +28,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jradievo_ray.search.prepare import prepare
-    from jradievo_ray.search.run import CONFIG, run_search, save_config
-
     if args.resume:
         out = Path(args.resume)
-        config_path = args.config or out / CONFIG
+        config_path = args.config or out / SAVED_CONFIG
     else:
         out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
         config_path = args.config
-    cfg = load_config(config_path, args.overrides)
+    cfg = load_config(config_path, args.overrides)  # fail fast, before heavy imports
+
+    from jradievo_ray.search.prepare import prepare
+    from jradievo_ray.search.run import run_search, save_config
+
     source = str(config_path) if config_path else "demo.yaml"
     resolved = prepare(cfg, source)  # before Ray starts: zoo built, every path checked
     if not args.resume:

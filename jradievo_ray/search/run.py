@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from jradievo_ray.commands.search import SAVED_CONFIG
 from jradievo_ray.config import Config, config_to_dict
 from jradievo_ray.errors import UserError
 from jradievo_ray.search import checkpoint, heldout
@@ -21,7 +22,6 @@ from jradievo_ray.search.loop import SearchLoop
 from jradievo_ray.tracking import Tracker, default_uri
 
 RESULT = "result.json"
-CONFIG = "config.yaml"
 
 
 def init_ray(address: str | None) -> None:
@@ -185,6 +185,6 @@ def log_final(
 
 def save_config(cfg: Config, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / CONFIG).write_text(
+    (out_dir / SAVED_CONFIG).write_text(
         yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True), encoding="utf-8"
     )

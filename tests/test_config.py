@@ -1,0 +1,140 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from jradievo_ray.config import DEMO_CONFIG, apply_overrides, load_config
+from jradievo_ray.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_demo_config_is_jobs_demo():
+    assert (ROOT / "jobs" / "demo.yaml").read_text() == DEMO_CONFIG.read_text()
+    cfg = load_config()
+    assert [m.name for m in cfg.models.merge_sources] == ["vlm", "ja", "med"]
+    assert cfg.models.vlm.path == "zoo:vlm"
+
+
+def test_8b_config_matches_the_paper_setup():
+    cfg = load_config(ROOT / "jobs" / "jradievo-8b.yaml")
+    assert cfg.models.dtype == "float16"
+    assert len(cfg.models.sources) == 3
+    assert cfg.data.search_limit == 50
+    assert cfg.inference.max_new_tokens == 256
+    assert cfg.search.population >= 2
+
+
+def test_set_overrides_any_field_with_yaml_values():
+    cfg = load_config(
+        None,
+        [
+            "search.generations=3",
+            "merge.scale.high=1.5",
+            "models.sources.0.path=/x",
+            "merge.sign_consensus=false",
+        ],
+    )
+    assert cfg.search.generations == 3
+    assert cfg.merge.scale.high == 1.5
+    assert cfg.models.sources[0].path == "/x"
+    assert cfg.merge.sign_consensus is False
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ("search.popluation=3", "search.popluation"),
+        ("search.population=many", "search.population"),
+        ("merge.density.low=-1", "merge"),
+        ("scoring.bleu4=-2", "scoring.bleu4"),
+        ("inference.backend=onnx", "inference.backend"),
+    ],
+)
+def test_bad_field_names_the_dotted_field(override, field):
+    with pytest.raises(UserError) as exc:
+        load_config(None, [override])
+    assert str(exc.value).startswith(f"demo.yaml: {field}")
+
+
+def test_frozen_and_extra_forbidden():
+    cfg = load_config()
+    with pytest.raises(ValidationError):
+        cfg.search.population = 3  # type: ignore[misc]
+    raw = yaml.safe_load(DEMO_CONFIG.read_text())
+    raw["models"]["extra"] = 1
+    with pytest.raises(UserError, match="models.extra"):
+        from jradievo_ray.config import parse_config
+
+        parse_config(raw, "x.yaml")
+
+
+def test_bad_override_syntax():
+    with pytest.raises(UserError, match="expected dotted.key=value"):
+        apply_overrides({}, ["novalue"], "f.yaml")
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "jradievo_ray.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def test_cli_bad_config_exits_2_with_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    raw = yaml.safe_load(DEMO_CONFIG.read_text())
+    raw["search"]["tournament_size"] = 1
+    bad.write_text(yaml.safe_dump(raw))
+    proc = run_cli("search", "--config", str(bad), "--out", str(tmp_path / "run"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {bad}: search.tournament_size: Input should be greater than or equal to 2"
+    ]
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_cli_invalid_yaml_names_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models:\n  base: [unclosed\n")
+    proc = run_cli("search", "--config", str(bad))
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: {bad}: line ")
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_model_folder_reported_before_ray(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    raw = yaml.safe_load((ROOT / "jobs" / "jradievo-8b.yaml").read_text())
+    cfg.write_text(yaml.safe_dump(raw))
+    proc = run_cli("search", "--config", str(cfg), "--out", str(tmp_path / "run"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"error: {cfg}: models.base.path: model folder does not exist: /models/Meta-Llama-3-8B"
+    )
+    assert not (tmp_path / "run").exists()  # nothing started
+
+
+def test_missing_data_file_reported(tmp_path):
+    for name in ("base", "vlm", "ja"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+    raw = yaml.safe_load(DEMO_CONFIG.read_text())
+    raw["models"]["base"]["path"] = str(tmp_path / "base")
+    raw["models"]["vlm"]["path"] = str(tmp_path / "vlm")
+    raw["models"]["sources"] = [{"name": "ja", "path": str(tmp_path / "ja")}]
+    raw["data"] = {"search": str(tmp_path / "nope.jsonl")}
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    proc = run_cli("search", "--config", str(cfg), "--out", str(tmp_path / "run"))
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip()
+        == f"error: {cfg}: data.search: file does not exist: {tmp_path / 'nope.jsonl'}"
+    )
