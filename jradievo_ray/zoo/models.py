@@ -1,0 +1,196 @@
+"""Zoo model shapes, Hugging Face folder saving, and random-weight builders for tests.
+
+Saved folders are what an 8B run uses: `LlamaForCausalLM` and `LlavaForConditionalGeneration`
+with a `LlavaProcessor` (CLIP image processor + chat template adding BOS). The vision tower
+is saved under `vision_tower.vision_model.*`, the only form vLLM 0.32 accepts (transformers
+reads it too).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from transformers import (
+    CLIPImageProcessor,
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlamaForCausalLM,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    PreTrainedTokenizerFast,
+)
+
+from jradievo_ray.zoo.tokenizer import CHAT_TEMPLATE, IMAGE, train_tokenizer
+
+MEAN, STD = 0.5, 0.25
+
+
+@dataclass(frozen=True)
+class Shape:
+    hidden: int = 128
+    layers: int = 4
+    heads: int = 4
+    head_dim: int = 32
+    intermediate: int = 512
+    vision_hidden: int = 128
+    vision_layers: int = 2
+    vision_heads: int = 4
+    vision_intermediate: int = 512
+    image_size: int = 64
+    patch_size: int = 16
+    max_positions: int = 256
+
+    @property
+    def image_tokens(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+
+def llama_config(tokenizer: PreTrainedTokenizerFast, shape: Shape) -> LlamaConfig:
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=shape.hidden,
+        num_hidden_layers=shape.layers,
+        num_attention_heads=shape.heads,
+        num_key_value_heads=shape.heads,
+        head_dim=shape.head_dim,
+        intermediate_size=shape.intermediate,
+        max_position_embeddings=shape.max_positions,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def llava_config(tokenizer: PreTrainedTokenizerFast, shape: Shape) -> LlavaConfig:
+    vision = CLIPVisionConfig(
+        hidden_size=shape.vision_hidden,
+        intermediate_size=shape.vision_intermediate,
+        num_hidden_layers=shape.vision_layers,
+        num_attention_heads=shape.vision_heads,
+        image_size=shape.image_size,
+        patch_size=shape.patch_size,
+        num_channels=3,
+    )
+    return LlavaConfig(
+        text_config=llama_config(tokenizer, shape),
+        vision_config=vision,
+        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE),
+        image_seq_length=shape.image_tokens,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+        projector_hidden_act="gelu",
+        tie_word_embeddings=False,
+    )
+
+
+def image_processor(shape: Shape) -> CLIPImageProcessor:
+    """Grayscale PNGs become 3 identical channels (do_convert_rgb), normalised per channel."""
+    size = shape.image_size
+    return CLIPImageProcessor(
+        do_resize=True,
+        size={"shortest_edge": size},
+        do_center_crop=True,
+        crop_size={"height": size, "width": size},
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=[MEAN] * 3,
+        image_std=[STD] * 3,
+        do_convert_rgb=True,
+    )
+
+
+def make_processor(tokenizer: PreTrainedTokenizerFast, shape: Shape) -> LlavaProcessor:
+    return LlavaProcessor(
+        image_processor=image_processor(shape),
+        tokenizer=tokenizer,
+        patch_size=shape.patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        image_token=IMAGE,
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def _vllm_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """transformers' on-disk names, with the vision tower as `vision_tower.vision_model.*`."""
+    out = {}
+    for name, tensor in state.items():
+        if name.startswith("model.vision_tower."):
+            name = "vision_tower.vision_model." + name.removeprefix("model.vision_tower.")
+        elif name.startswith("model.multi_modal_projector."):
+            name = name.removeprefix("model.")
+        elif name.startswith("model.language_model."):
+            name = "language_model.model." + name.removeprefix("model.language_model.")
+        elif name == "lm_head.weight":
+            name = "language_model.lm_head.weight"
+        else:
+            raise ValueError(f"unexpected LLaVA tensor {name}")
+        out[name] = tensor.detach().contiguous().clone()
+    return out
+
+
+def save_llava(
+    model: LlavaForConditionalGeneration,
+    tokenizer: PreTrainedTokenizerFast,
+    shape: Shape,
+    out: Path,
+) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(out)
+    model.generation_config.save_pretrained(out)
+    save_file(_vllm_names(model.state_dict()), str(out / "model.safetensors"), {"format": "pt"})
+    make_processor(tokenizer, shape).save_pretrained(out)
+    return out
+
+
+def save_llama(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, out: Path) -> Path:
+    out = Path(out)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def write_shape(out: Path, shape: Shape) -> None:
+    (Path(out) / "zoo_shape.json").write_text(json.dumps(shape.__dict__, indent=2) + "\n")
+
+
+def small_tokenizer() -> PreTrainedTokenizerFast:
+    """A tokenizer trained on a small zoo corpus, for random-weight test models."""
+    from jradievo_ray.zoo.corpus import tokenizer_texts
+
+    return train_tokenizer(tokenizer_texts(n=300, seed=0), vocab_size=800)
+
+
+def build_random_llama(
+    out_dir: Path,
+    seed: int = 0,
+    tokenizer: PreTrainedTokenizerFast | None = None,
+    **shape: int,
+) -> Path:
+    """A random-weight LlamaForCausalLM folder with the zoo's tokenizer and shape."""
+    tokenizer = tokenizer or small_tokenizer()
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(llama_config(tokenizer, Shape(**shape))).eval()
+    return save_llama(model, tokenizer, out_dir)
+
+
+def build_random_llava(
+    out_dir: Path,
+    seed: int = 0,
+    tokenizer: PreTrainedTokenizerFast | None = None,
+    **shape: int,
+) -> Path:
+    """A random-weight LLaVA folder saved exactly like the zoo's VLM (processor included)."""
+    tokenizer = tokenizer or small_tokenizer()
+    s = Shape(**shape)
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(llava_config(tokenizer, s)).eval()
+    return save_llava(model, tokenizer, s, out_dir)
