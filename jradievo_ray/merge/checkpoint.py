@@ -1,0 +1,73 @@
+"""Lazy, tensor-by-tensor reading of Hugging Face safetensors folders.
+
+Sources are read one tensor at a time so that building task vectors never holds
+more than the base, the task vectors and one source tensor in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from jradievo_ray.errors import UserError
+
+
+class MergeError(UserError):
+    """A merge that cannot be done as asked (unmapped tensor, shape mismatch, bad recipe)."""
+
+
+def local_dir(path: str) -> Path:
+    """A model folder on this machine. `s3://` URIs need jradievo_ray.storage (not here yet)."""
+    if path.startswith("s3://"):
+        raise MergeError(f"{path}: s3:// model folders are not supported by the merge engine yet")
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise MergeError(f"{path}: model folder does not exist")
+    return folder
+
+
+class Checkpoint:
+    """Names, shapes and tensors of one safetensors folder, read on demand."""
+
+    def __init__(self, path: str):
+        self.path = local_dir(path)
+        files = sorted(self.path.glob("*.safetensors"))
+        if not files:
+            raise MergeError(f"{path}: no *.safetensors files (only safetensors is supported)")
+        self._file_of: dict[str, Path] = {}
+        self._shape: dict[str, tuple[int, ...]] = {}
+        for file in files:
+            with safe_open(str(file), framework="pt") as f:
+                for name in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                    self._file_of[name] = file
+                    self._shape[name] = tuple(f.get_slice(name).get_shape())
+        config = self.path / "config.json"
+        self.config: dict = json.loads(config.read_text()) if config.is_file() else {}
+
+    def names(self) -> list[str]:
+        return list(self._file_of)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._file_of
+
+    def stored_name(self, name: str) -> str | None:
+        """`name`, or the embedding it is tied to (a tied `lm_head.weight` is not saved)."""
+        if name in self._file_of:
+            return name
+        tied = "model.embed_tokens.weight"
+        if name == "lm_head.weight" and self.config.get("tie_word_embeddings") and tied in self:
+            return tied
+        return None
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self._shape[name]
+
+    def get(self, name: str, dtype: torch.dtype, device: str | torch.device = "cpu"):
+        with safe_open(str(self._file_of[name]), framework="pt") as f:
+            tensor = f.get_tensor(name)
+        if tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        return tensor.to(device)

@@ -1,0 +1,192 @@
+"""Resident merge engine: sources loaded once, each genome merged in place, tensor by tensor.
+
+Built once per actor. Task vectors tau_i = theta_i - theta_base of every merge source
+(the VLM's language tower first, then the text LMs) are computed once and kept, stacked
+per tensor as [k, n], on `device` in `dtype`. Per genome (a MergeRecipe):
+
+    merged = base + scale * combine_i(weight_i * trim(dare(tau_i, drop_rate), density_i))
+
+combine = TIES sign election with mergekit's `ties` normalisation when
+`recipe.sign_consensus`, else the plain weighted sum (mergekit's `task_arithmetic`).
+DARE's mask is seeded by (seed, tensor name), so a (recipe, seed) pair is one model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from jradievo_ray.genome import MergeRecipe
+from jradievo_ray.merge import ops
+from jradievo_ray.merge.checkpoint import Checkpoint, MergeError
+from jradievo_ray.merge.namemap import get_name_map, pair_tensors
+
+
+@dataclass
+class _Resident:
+    lm_name: str
+    vlm_forms: list[str]  # names a target dict may use for it, canonical first
+    base: torch.Tensor  # flattened shared part, [n]
+    deltas: torch.Tensor  # [k, n]
+    shape: tuple[int, ...]  # shape of the shared part
+    extra: torch.Tensor | None  # the VLM's own rows beyond the shared ones
+
+
+class ResidentMerger:
+    def __init__(
+        self,
+        base_path: str,
+        vlm_name: str,
+        vlm_path: str,
+        sources: dict[str, str],
+        name_map: str = "llava",
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ):
+        if vlm_name in sources:
+            raise MergeError(f"source name {vlm_name!r} is used by the VLM and a text LM")
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.source_names = [vlm_name, *sources]
+        self.name_map = get_name_map(name_map)
+        base = Checkpoint(base_path)
+        vlm = Checkpoint(vlm_path)
+        lms = {name: Checkpoint(path) for name, path in sources.items()}
+        labelled = {f"base ({base_path})": base} | {
+            f"{name} ({ckpt.path})": ckpt for name, ckpt in lms.items()
+        }
+        pairs = pair_tensors(
+            self.name_map,
+            {n: vlm.shape(n) for n in vlm.names()},
+            {label: _lm_shapes(ckpt) for label, ckpt in labelled.items()},
+        )
+        if not pairs:
+            raise MergeError(f"{vlm_path}: no language-model tensors under name map {name_map!r}")
+        self._tensors: list[_Resident] = []
+        for pair in pairs:
+            rows = pair.shared_rows
+            base_t = base.get(base.stored_name(pair.lm_name), dtype, self.device)
+            vlm_t = vlm.get(pair.vlm_name, dtype, self.device)
+            shared = vlm_t if rows is None else vlm_t[:rows]
+            deltas = torch.empty(
+                (len(self.source_names), base_t.numel()), dtype=dtype, device=self.device
+            )
+            torch.sub(shared.reshape(-1), base_t.reshape(-1), out=deltas[0])
+            for i, ckpt in enumerate(lms.values(), start=1):
+                src = ckpt.get(ckpt.stored_name(pair.lm_name), dtype, self.device)
+                torch.sub(src.reshape(-1), base_t.reshape(-1), out=deltas[i])
+                del src
+            forms = self.name_map.vlm_forms(pair.lm_name)
+            if pair.vlm_name not in forms:
+                forms.append(pair.vlm_name)
+            self._tensors.append(
+                _Resident(
+                    lm_name=pair.lm_name,
+                    vlm_forms=forms,
+                    base=base_t.reshape(-1),
+                    deltas=deltas,
+                    shape=tuple(base_t.shape),
+                    extra=None if rows is None else vlm_t[rows:].clone(),
+                )
+            )
+            del vlm_t
+        biggest = max(t.deltas.numel() for t in self._tensors)
+        self._scratch = torch.empty(biggest, dtype=dtype, device=self.device)
+
+    def language_names(self) -> list[str]:
+        """Canonical VLM names of the merged tensors (transformers' state-dict form)."""
+        return [t.vlm_forms[0] for t in self._tensors]
+
+    def _plan(self, recipe: MergeRecipe) -> tuple[torch.Tensor, list[float]]:
+        unknown = sorted(set(recipe.sources) - set(self.source_names))
+        if unknown:
+            raise MergeError(f"recipe names unknown sources: {', '.join(unknown)}")
+        if not 0 <= recipe.drop_rate < 1:
+            raise MergeError(f"drop_rate must lie in [0, 1), got {recipe.drop_rate}")
+        src = recipe.sources
+        weights = [src[n].weight if n in src else 0.0 for n in self.source_names]
+        densities = [src[n].density if n in src else 1.0 for n in self.source_names]
+        return torch.tensor(weights, dtype=torch.float64), densities
+
+    def _merge_one(
+        self,
+        t: _Resident,
+        recipe: MergeRecipe,
+        weights: torch.Tensor,
+        densities: list[float],
+        seed: int,
+        out: torch.Tensor,
+    ) -> None:
+        """Write the merged shared part of `t` into `out` (flat, resident dtype and device)."""
+        simple = not recipe.sign_consensus and recipe.drop_rate == 0 and min(densities) >= 1
+        if simple:
+            alpha = (weights * recipe.scale).to(self.dtype).to(self.device)
+            torch.addmv(t.base, t.deltas.t(), alpha, out=out)
+            return
+        work = self._scratch[: t.deltas.numel()].view_as(t.deltas)
+        work.copy_(t.deltas)
+        ops.dare_(work, recipe.drop_rate, ops.tensor_generator(seed, t.lm_name, self.device))
+        ops.trim_(work, densities)
+        mixed = ops.combine(
+            work, weights.to(self.device), recipe.sign_consensus, normalize=recipe.sign_consensus
+        )
+        torch.add(t.base, mixed, alpha=recipe.scale, out=out)
+
+    def merge_into(
+        self, recipe: MergeRecipe, targets: dict[str, torch.Tensor], seed: int = 0
+    ) -> None:
+        """Write the merged language tensors in place into `targets` (VLM names; other
+        entries such as the vision tower are left alone)."""
+        weights, densities = self._plan(recipe)
+        resolved = []
+        for t in self._tensors:
+            key = next((k for k in t.vlm_forms if k in targets), None)
+            if key is None:
+                raise MergeError(f"targets have no tensor for {t.vlm_forms[0]!r}")
+            target = targets[key]
+            full = (t.shape[0] + (0 if t.extra is None else t.extra.shape[0]), *t.shape[1:])
+            if tuple(target.shape) != full:
+                raise MergeError(
+                    f"target {key!r} has shape {list(target.shape)}, expected {list(full)}"
+                )
+            resolved.append((t, target))
+        with torch.no_grad():
+            for t, target in resolved:
+                shared = target if t.extra is None else target[: t.shape[0]]
+                direct = (
+                    shared.dtype == self.dtype
+                    and shared.device == self.device
+                    and shared.is_contiguous()
+                )
+                if direct:
+                    self._merge_one(t, recipe, weights, densities, seed, shared.view(-1))
+                else:
+                    tmp = torch.empty_like(t.base)
+                    self._merge_one(t, recipe, weights, densities, seed, tmp)
+                    shared.copy_(tmp.view(t.shape))
+                if t.extra is not None:
+                    target[t.shape[0] :].copy_(t.extra)
+
+    def merged_tensors(
+        self, recipe: MergeRecipe, seed: int = 0
+    ) -> Iterator[tuple[str, torch.Tensor]]:
+        """(canonical VLM name, new merged tensor) pairs, for backends that copy weights."""
+        weights, densities = self._plan(recipe)
+        with torch.no_grad():
+            for t in self._tensors:
+                flat = torch.empty_like(t.base)
+                self._merge_one(t, recipe, weights, densities, seed, flat)
+                merged = flat.view(t.shape)
+                if t.extra is not None:
+                    merged = torch.cat([merged, t.extra])
+                yield t.vlm_forms[0], merged
+
+
+def _lm_shapes(ckpt: Checkpoint) -> dict[str, tuple[int, ...]]:
+    shapes = {n: ckpt.shape(n) for n in ckpt.names()}
+    tied = ckpt.stored_name("lm_head.weight")
+    if "lm_head.weight" not in shapes and tied is not None:
+        shapes["lm_head.weight"] = ckpt.shape(tied)
+    return shapes
