@@ -171,7 +171,9 @@ class TrackingConfig(Frozen):
 
 class ResourcesConfig(Frozen):
     ray_address: str | None = Field(
-        default=None, description="Ray cluster address; None = connect if inside a job, else local."
+        default=None,
+        description="Ray address ('auto': the cluster started on this machine); unset: the "
+        "cluster of a `ray job submit` (RAY_ADDRESS), else a private local instance.",
     )
     num_actors: int = Field(default=1, ge=1, description="Persistent evaluation actors.")
     num_cpus_per_actor: float = Field(default=1, gt=0, description="CPUs (and torch threads).")

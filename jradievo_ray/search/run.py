@@ -34,7 +34,12 @@ def init_ray(address: str | None) -> None:
         ray.init(address=address or None, log_to_driver=True)
     else:
         # A private local instance on loopback; nothing listens on other interfaces.
-        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=True)
+        ray.init(
+            address="local",
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            log_to_driver=True,
+        )
 
 
 def fitness_figure(generations: list[dict[str, Any]]):

@@ -1,0 +1,178 @@
+"""The real pipeline end to end on the demo zoo: CLI search, kill + resume, Ray Jobs.
+
+The zoo is trained once per machine (cached under $JRADIEVO_HOME) by the first test that
+needs it; everything here uses the same code paths as an 8B run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SMALL = [
+    "search.population=4",
+    "search.generations=2",
+    "data.search_limit=12",
+    "data.heldout_limit=16",
+    "resources.num_actors=1",
+]
+
+
+def sets(*items: str) -> list[str]:
+    return [arg for item in items for arg in ("--set", item)]
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PATH": f"{BIN}:{os.environ['PATH']}"}
+
+
+@pytest.fixture(scope="session")
+def zoo() -> Path:
+    from jradievo_ray.zoo import ensure_zoo
+
+    return ensure_zoo()
+
+
+def jradievo(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "jradievo"), *args], capture_output=True, text=True, env=env(), timeout=timeout
+    )
+
+
+def test_small_search_end_to_end(zoo, tmp_path):
+    out = tmp_path / "run"
+    proc = jradievo("search", "--out", str(out), *sets(*SMALL))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "gen 0/2" in proc.stdout and "gen 2/2" in proc.stdout and "ETA" in proc.stdout
+    result = json.loads((out / "result.json").read_text())
+    assert len(result["best"]["genome"]) == 8
+    assert set(result["best"]["recipe"]["sources"]) == {"vlm", "ja", "med"}
+    rows = result["heldout"]
+    assert {
+        "best",
+        "uniform",
+        "source/vlm",
+        "source/ja",
+        "source/med",
+        "blind",
+        "best_images_shuffled",
+    } <= set(rows)
+    for m in rows.values():
+        assert set(m) == {"n", "rouge_l", "bleu4", "finding_f1", "fitness"}
+        assert m["n"] == 16 and all(0 <= m[k] <= 100 for k in m if k != "n")
+    assert set(result["ablation"]) == {"vlm", "ja", "med"}
+    assert {"best", "blind", "source/ja"} <= set(result["heldout_per_finding"])
+    assert result["mlflow"]["tracking_uri"].startswith("sqlite:///")
+    for row in ("best", "uniform", "blind", "best_images_shuffled"):
+        assert row in proc.stdout  # the end-of-search table
+    assert (out / "config.yaml").is_file() and (out / "fitness.png").is_file()
+
+
+def test_killed_driver_resumes_to_the_uninterrupted_result(zoo, tmp_path):
+    args = sets(*SMALL, "search.generations=3", "data.heldout=null")
+    full = tmp_path / "full"
+    assert jradievo("search", "--out", str(full), *args).returncode == 0
+
+    part = tmp_path / "part"
+    proc = subprocess.Popen(
+        [str(BIN / "jradievo"), "search", "--out", str(part), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env(),
+        start_new_session=True,
+    )
+    from jradievo_ray.search import checkpoint
+
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        state = checkpoint.load(part) if (part / "checkpoint.pkl").exists() else None
+        if state and state.gen >= 1:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "search ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its private Ray instance
+    proc.wait()
+    assert not (part / "result.json").exists()
+
+    resumed = jradievo("search", "--resume", str(part))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming after generation" in resumed.stdout
+    a = json.loads((full / "result.json").read_text())
+    b = json.loads((part / "result.json").read_text())
+    assert b["best"] == a["best"]
+    keys = ("gen", "max", "mean", "min", "evaluated")
+    assert [{k: g[k] for k in keys} for g in b["generations"]] == [
+        {k: g[k] for k in keys} for g in a["generations"]
+    ]
+
+
+def test_ray_job_submit_runs_the_default_demo_honestly(zoo, tmp_path):
+    """README's Ray Jobs recipe with the default demo config; its result must be honest:
+    the evolved merge beats every source and the uniform merge, and reads the image."""
+    ray = str(BIN / "ray")
+    out = tmp_path / "demo"
+    start = [
+        ray,
+        "start",
+        "--head",
+        "--node-ip-address",
+        "127.0.0.1",
+        "--dashboard-host",
+        "127.0.0.1",
+        "--port",
+        "6390",
+        "--num-cpus",
+        "2",
+        "--disable-usage-stats",
+    ]
+    subprocess.run(start, check=True, env=env(), capture_output=True, timeout=180)
+    try:
+        proc = subprocess.run(
+            [
+                ray,
+                "job",
+                "submit",
+                "--address",
+                "http://127.0.0.1:8265",
+                "--working-dir",
+                str(ROOT),
+                "--",
+                "jradievo",
+                "search",
+                "--config",
+                "jobs/demo.yaml",
+                "--out",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            env=env(),
+            timeout=1200,
+            cwd=ROOT,
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert "SUCCEEDED" in proc.stdout + proc.stderr
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env(), capture_output=True, timeout=120)
+    result = json.loads((out / "result.json").read_text())
+    h = result["heldout"]
+    best = h["best"]
+    others = ["uniform", *(k for k in h if k.startswith("source/"))]
+    for row in others:
+        assert best["fitness"] > h[row]["fitness"], (row, h)
+        assert best["rouge_l"] > h[row]["rouge_l"], (row, h)
+    assert best["fitness"] > h["blind"]["fitness"]
+    assert best["finding_f1"] >= h["blind"]["finding_f1"] + 5
+    assert best["finding_f1"] >= h["best_images_shuffled"]["finding_f1"] + 5
+    assert h["best"]["n"] >= 200

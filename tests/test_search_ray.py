@@ -1,0 +1,112 @@
+"""The search machinery on a real local Ray with a toy objective."""
+
+import functools
+import json
+
+import cloudpickle
+import pytest
+import toy_evaluator
+from mlflow.tracking import MlflowClient
+
+from jradievo_ray.config import load_config
+from jradievo_ray.search import checkpoint
+from jradievo_ray.search.actors import ActorPool
+from jradievo_ray.search.loop import WORST_FITNESS
+from jradievo_ray.search.run import run_search
+
+cloudpickle.register_pickle_by_value(toy_evaluator)
+pytestmark = pytest.mark.integration
+
+
+def toy_config(**overrides):
+    sets = [
+        "data.heldout=null",
+        "search.population=6",
+        "search.generations=3",
+        "resources.num_actors=2",
+        *[f"{k}={v}" for k, v in overrides.items()],
+    ]
+    return load_config(None, sets)
+
+
+def test_search_runs_checkpoints_and_tracks(ray_local, tmp_path):
+    cfg = toy_config()
+    lines = []
+    factory = functools.partial(toy_evaluator.ToyEvaluator)
+    result = run_search(cfg, tmp_path, evaluator_factory=factory, log=lines.append)
+    saved = json.loads((tmp_path / "result.json").read_text())
+    assert saved["best"]["genome"] == result["best"]["genome"]
+    assert [g["gen"] for g in saved["generations"]] == [0, 1, 2, 3]
+    assert saved["generations"][0]["evaluated"] == 6
+    # the cache: later generations re-use elites and unchanged offspring
+    assert sum(g["evaluated"] for g in saved["generations"]) < 6 * 4
+    assert all(g["max"] >= g["mean"] >= g["min"] for g in saved["generations"])
+    assert sum(1 for line in lines if line.startswith("gen ")) == 4
+    assert set(saved["best"]["recipe"]["sources"]) == {"vlm", "ja", "med"}
+
+    client = MlflowClient(saved["mlflow"]["tracking_uri"])
+    run = client.get_run(saved["mlflow"]["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["search.population"] == "6"
+    hist = client.get_metric_history(run.info.run_id, "fitness_max")
+    assert [m.step for m in hist] == [0, 1, 2, 3]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"genomes.json", "best_recipe.yaml", "fitness.png", "result.json"} <= artifacts
+    assert checkpoint.load(tmp_path).gen == 3
+
+
+def test_failed_genome_is_penalised_not_fatal(ray_local, tmp_path):
+    cfg = toy_config()
+    factory = functools.partial(toy_evaluator.ToyEvaluator, fail_above=0.45)
+    lines = []
+    run_search(cfg, tmp_path, evaluator_factory=factory, log=lines.append)
+    state = checkpoint.load(tmp_path)
+    failed = [v for v in state.cache.values() if v["error"]]
+    assert failed and all(v["fitness"] == WORST_FITNESS for v in failed)
+    assert "merge blew up" in failed[0]["error"]
+    assert any("genome failed" in line for line in lines)
+    rows = [r for r in state.genome_table if r["error"]]
+    assert rows and all(r["gene/drop_rate"] > 0.45 for r in rows)
+
+
+def test_dead_actor_is_replaced_and_its_genome_retried(ray_local, tmp_path):
+    marker = tmp_path / "died"
+    factory = functools.partial(toy_evaluator.ToyEvaluator, die_above=0.0, marker=str(marker))
+    logs = []
+    pool = ActorPool(factory, size=2, num_cpus=0.5, num_gpus=0, max_retries=2, log=logs.append)
+    genomes = [[0.5] * 8, [0.1] * 8, [0.3] * 8]
+    results = pool.map([("evaluate_genome", (g,)) for g in genomes])
+    pool.shutdown()
+    assert marker.exists() and pool.replaced == 1
+    assert all(r["ok"] for r in results)
+    assert [round(r["fitness"], 6) for r in results] == [
+        round(toy_evaluator.ToyEvaluator().evaluate_genome(g)["fitness"], 6) for g in genomes
+    ]
+    assert any("replacing" in line for line in logs)
+
+
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(ray_local, tmp_path):
+    factory = functools.partial(toy_evaluator.ToyEvaluator)
+    full = run_search(
+        toy_config(), tmp_path / "full", evaluator_factory=factory, log=lambda _: None
+    )
+    # "interrupted" after generation 1: then resumed with the full generation count
+    part = tmp_path / "part"
+    cfg2 = toy_config(**{"search.generations": 1})
+    run_search(cfg2, part, evaluator_factory=factory, log=lambda _: None)
+    resumed = run_search(
+        toy_config(), part, resume=True, evaluator_factory=factory, log=lambda _: None
+    )
+    assert resumed["best"] == full["best"]
+    strip = [
+        {k: g[k] for k in ("gen", "max", "mean", "min", "evaluated")} for g in full["generations"]
+    ]
+    assert [{k: g[k] for k in strip[0]} for g in resumed["generations"]] == strip
+    assert resumed["mlflow"]["run_id"] != "" and (part / "result.json").exists()
+
+
+def test_refuses_to_overwrite_or_resume_nothing(ray_local, tmp_path):
+    from jradievo_ray.errors import UserError
+
+    with pytest.raises(UserError, match="no checkpoint.pkl"):
+        run_search(toy_config(), tmp_path / "none", resume=True)

@@ -1,0 +1,27 @@
+"""A cheap, deterministic stand-in objective for testing the search machinery (GA, pool,
+cache, checkpoint, MLflow) on real Ray. It is never the proof that merging works."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class ToyEvaluator:
+    """Fitness peaks at 0.5 in every gene. Genomes with drop_rate > fail_above raise;
+    the first genome with drop_rate > die_above kills its actor's process once."""
+
+    def __init__(self, fail_above: float = 2.0, die_above: float = 2.0, marker: str = ""):
+        self.fail_above = fail_above
+        self.die_above = die_above
+        self.marker = Path(marker) if marker else None
+
+    def evaluate_genome(self, genome: list[float]) -> dict:
+        if genome[0] > self.die_above and self.marker and not self.marker.exists():
+            self.marker.write_text("died")
+            os._exit(1)
+        if genome[0] > self.fail_above:
+            raise RuntimeError("merge blew up")
+        fit = 100 - 50 * sum((g - 0.5) ** 2 for g in genome)
+        metrics = {"n": 1, "rouge_l": fit, "bleu4": fit, "finding_f1": fit, "fitness": fit}
+        return {"fitness": fit, "metrics": metrics, "texts": []}
