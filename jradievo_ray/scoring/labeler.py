@@ -1,0 +1,181 @@
+"""CheXpert-style labeler for Japanese chest X-ray reports.
+
+Like CheXpert's labeler it extracts mentions, classifies each one as positive (1), negative
+(0) or uncertain (-1) from the cues around it, and aggregates per label (1 beats -1 beats 0).
+Japanese puts the predicate after the finding, so the cues are read *after* a mention (rules
+in chexpert_ja.yaml, which also holds the whole vocabulary). Parent labels are not implied
+(a Consolidation mention does not set Lung Opacity), as in CheXpert.
+
+No Finding = 1 when the report says something about findings (a normal statement such as
+「異常なし」, or a negated finding) and no label other than Support Devices is 1 or -1.
+A report that mentions nothing (e.g. empty text) gets no labels at all, so an empty
+prediction earns no No Finding credit.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from jradievo_ray.errors import UserError
+
+LABELS = (
+    "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Opacity",
+    "Lung Lesion",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
+)
+VOCABULARY = Path(__file__).resolve().parent / "chexpert_ja.yaml"
+
+POSITIVE, NEGATIVE, UNCERTAIN = 1, 0, -1
+_RANK = {NEGATIVE: 0, UNCERTAIN: 1, POSITIVE: 2}  # aggregation: 1 > -1 > 0
+
+# Item kinds.
+MENTION, NEGATIVE_PHRASE = "mention", "negative_phrase"
+NORMAL_PHRASE, NORMAL_SUBJECT = "normal_phrase", "normal_subject"
+NEG, UNC, POS = "negation", "uncertainty", "positive"
+SEPARATOR, END = "separator", "end"
+_CUES = (NEG, UNC, POS)
+_FINDINGS = (MENTION, NEGATIVE_PHRASE)
+
+
+@dataclass(frozen=True)
+class Item:
+    start: int
+    end: int
+    kind: str
+    label: str | None = None
+
+
+def _compile(patterns: list[str], where: str) -> re.Pattern[str]:
+    """One regex finding, at every position, the first (longest-written) alternative."""
+    if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
+        raise UserError(f"{where}: expected a list of non-empty regular expressions")
+    for p in patterns:
+        try:
+            re.compile(p)
+        except re.error as exc:
+            raise UserError(f"{where}: bad regular expression {p!r}: {exc}") from None
+    alts = "|".join(f"(?:{p})" for p in sorted(patterns, key=len, reverse=True))
+    return re.compile(f"(?=({alts}))")
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    groups: tuple[tuple[str, str | None, re.Pattern[str]], ...]  # (kind, label, regex)
+
+    @classmethod
+    def load(cls, path: str | Path = VOCABULARY) -> Vocabulary:
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise UserError(f"{path}: cannot read vocabulary: {exc}") from None
+        src = str(path)
+        groups: list[tuple[str, str | None, re.Pattern[str]]] = []
+        labels = raw.get("labels", {})
+        unknown = sorted(set(labels) - set(LABELS[1:]))
+        if unknown:
+            raise UserError(f"{src}: labels: unknown label(s) {', '.join(unknown)}")
+        for label, entry in labels.items():
+            groups.append((MENTION, label, _compile(entry["mentions"], f"{src}: {label}")))
+            if entry.get("negative_phrases"):
+                where = f"{src}: {label}.negative_phrases"
+                groups.append((NEGATIVE_PHRASE, label, _compile(entry["negative_phrases"], where)))
+        normal = raw["normal"]
+        groups.append((NORMAL_PHRASE, None, _compile(normal["phrases"], f"{src}: normal.phrases")))
+        groups.append(
+            (NORMAL_SUBJECT, None, _compile(normal["subjects"], f"{src}: normal.subjects"))
+        )
+        for kind in _CUES:
+            groups.append((kind, None, _compile(raw["cues"][kind], f"{src}: cues.{kind}")))
+        groups.append((SEPARATOR, None, _compile(raw["separators"], f"{src}: separators")))
+        groups.append((END, None, _compile(raw["sentence_ends"], f"{src}: sentence_ends")))
+        return cls(tuple(groups))
+
+    def items(self, text: str) -> list[Item]:
+        """Leftmost-longest, non-overlapping matches of every kind, in text order."""
+        found = [
+            Item(m.start(), m.end(1), kind, label)
+            for kind, label, regex in self.groups
+            for m in regex.finditer(text)
+            if m.end(1) > m.start()
+        ]
+        found.sort(key=lambda it: (it.start, it.start - it.end))
+        chosen: list[Item] = []
+        last_end = 0
+        for it in found:
+            if it.start >= last_end:
+                chosen.append(it)
+                last_end = it.end
+        return chosen
+
+
+def _resolve(items: list[Item], i: int) -> int:
+    """Value of the mention at items[i] from the cue chain after it (rules in the YAML)."""
+    chain: list[str] = []
+    for it in items[i + 1 :]:
+        if it.kind == END:
+            break
+        if it.kind in _CUES:
+            chain.append(it.kind)
+        elif chain and it.kind in (SEPARATOR, *_FINDINGS):
+            break
+    if NEG in chain:
+        return NEGATIVE
+    if UNC in chain:
+        return UNCERTAIN
+    return POSITIVE
+
+
+class Labeler:
+    def __init__(self, vocabulary: Vocabulary | None = None):
+        self.vocabulary = vocabulary or Vocabulary.load()
+
+    def label(self, text: str) -> dict[str, int]:
+        """CheXpert labels mentioned in `text`: {label: 1 | 0 | -1}, in LABELS order."""
+        items = self.vocabulary.items(unicodedata.normalize("NFKC", text))
+        values: dict[str, int] = {}
+        normal = False
+        for i, it in enumerate(items):
+            if it.kind == NORMAL_PHRASE:
+                normal = True
+            elif it.kind == NORMAL_SUBJECT:
+                normal |= _resolve(items, i) == NEGATIVE
+            elif it.kind in _FINDINGS:
+                value = NEGATIVE if it.kind == NEGATIVE_PHRASE else _resolve(items, i)
+                old = values.get(it.label)
+                if old is None or _RANK[value] > _RANK[old]:
+                    values[it.label] = value
+        pathology = {k: v for k, v in values.items() if k != "Support Devices"}
+        if (normal or NEGATIVE in pathology.values()) and not any(
+            v in (POSITIVE, UNCERTAIN) for v in pathology.values()
+        ):
+            values["No Finding"] = POSITIVE
+        return {k: values[k] for k in LABELS if k in values}
+
+
+@lru_cache(maxsize=1)
+def default_labeler() -> Labeler:
+    return Labeler()
+
+
+@lru_cache(maxsize=2**16)
+def label_text(text: str) -> dict[str, int]:
+    """Labels of one report with the packaged vocabulary (cached: do not mutate the result)."""
+    return default_labeler().label(text)
