@@ -1,0 +1,61 @@
+"""Report files: JSONL lines `{"id": str, "text": str}`; errors name file and line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from jradievo_ray.errors import UserError
+
+_SHOWN = 5  # ids listed in an error message
+
+
+def read_reports(path: str | Path) -> dict[str, str]:
+    """{id: text} in file order; blank lines are skipped."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
+    reports: dict[str, str] = {}
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{where}: invalid JSON: {exc.msg}") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{where}: expected a JSON object")
+        if not isinstance(row.get("id"), str) or not row["id"]:
+            raise UserError(f"{where}: 'id' must be a non-empty string")
+        if not isinstance(row.get("text"), str):
+            raise UserError(f"{where}: 'text' must be a string")
+        if row["id"] in reports:
+            raise UserError(f"{where}: duplicate id {row['id']!r}")
+        reports[row["id"]] = row["text"]
+    return reports
+
+
+def _ids(ids: list[str]) -> str:
+    more = f" and {len(ids) - _SHOWN} more" if len(ids) > _SHOWN else ""
+    return ", ".join(repr(i) for i in ids[:_SHOWN]) + more
+
+
+def paired_texts(
+    predictions: dict[str, str], references: dict[str, str], pred_name: str, ref_name: str
+) -> tuple[list[str], list[str], list[str]]:
+    """(ids, prediction texts, reference texts) in reference order; every id on both sides."""
+    missing = [i for i in references if i not in predictions]
+    if missing:
+        raise UserError(f"{pred_name}: no prediction for id(s) {_ids(missing)} of {ref_name}")
+    extra = [i for i in predictions if i not in references]
+    if extra:
+        raise UserError(f"{ref_name}: no reference for id(s) {_ids(extra)} of {pred_name}")
+    if not references:
+        raise UserError(f"{ref_name}: no reports")
+    ids = list(references)
+    return ids, [predictions[i] for i in ids], [references[i] for i in ids]
