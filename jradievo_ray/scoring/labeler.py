@@ -49,7 +49,7 @@ _RANK = {NEGATIVE: 0, UNCERTAIN: 1, POSITIVE: 2}  # aggregation: 1 > -1 > 0
 MENTION, NEGATIVE_PHRASE = "mention", "negative_phrase"
 NORMAL_PHRASE, NORMAL_SUBJECT = "normal_phrase", "normal_subject"
 NEG, UNC, POS = "negation", "uncertainty", "positive"
-SEPARATOR, END = "separator", "end"
+PARTICLE, COORDINATOR, SEPARATOR, END = "particle", "coordinator", "separator", "end"
 _CUES = (NEG, UNC, POS)
 _FINDINGS = (MENTION, NEGATIVE_PHRASE)
 
@@ -87,25 +87,37 @@ class Vocabulary:
         except (OSError, yaml.YAMLError) as exc:
             raise UserError(f"{path}: cannot read vocabulary: {exc}") from None
         src = str(path)
+
+        def section(node: object, key: str, where: str) -> object:
+            if not isinstance(node, dict) or key not in node:
+                raise UserError(f"{src}: {where}: missing")
+            return node[key]
+
         groups: list[tuple[str, str | None, re.Pattern[str]]] = []
-        labels = raw.get("labels", {})
+        labels = section(raw, "labels", "labels")
         unknown = sorted(set(labels) - set(LABELS[1:]))
         if unknown:
             raise UserError(f"{src}: labels: unknown label(s) {', '.join(unknown)}")
         for label, entry in labels.items():
-            groups.append((MENTION, label, _compile(entry["mentions"], f"{src}: {label}")))
-            if entry.get("negative_phrases"):
-                where = f"{src}: {label}.negative_phrases"
+            mentions = section(entry, "mentions", f"labels.{label}.mentions")
+            groups.append((MENTION, label, _compile(mentions, f"{src}: labels.{label}")))
+            if isinstance(entry, dict) and entry.get("negative_phrases"):
+                where = f"{src}: labels.{label}.negative_phrases"
                 groups.append((NEGATIVE_PHRASE, label, _compile(entry["negative_phrases"], where)))
-        normal = raw["normal"]
-        groups.append((NORMAL_PHRASE, None, _compile(normal["phrases"], f"{src}: normal.phrases")))
-        groups.append(
-            (NORMAL_SUBJECT, None, _compile(normal["subjects"], f"{src}: normal.subjects"))
-        )
+        for kind, key in ((NORMAL_PHRASE, "phrases"), (NORMAL_SUBJECT, "subjects")):
+            patterns = section(section(raw, "normal", "normal"), key, f"normal.{key}")
+            groups.append((kind, None, _compile(patterns, f"{src}: normal.{key}")))
+        cues = section(raw, "cues", "cues")
         for kind in _CUES:
-            groups.append((kind, None, _compile(raw["cues"][kind], f"{src}: cues.{kind}")))
-        groups.append((SEPARATOR, None, _compile(raw["separators"], f"{src}: separators")))
-        groups.append((END, None, _compile(raw["sentence_ends"], f"{src}: sentence_ends")))
+            patterns = section(cues, kind, f"cues.{kind}")
+            groups.append((kind, None, _compile(patterns, f"{src}: cues.{kind}")))
+        for kind, key in (
+            (PARTICLE, "particles"),
+            (COORDINATOR, "coordinators"),
+            (SEPARATOR, "separators"),
+            (END, "sentence_ends"),
+        ):
+            groups.append((kind, None, _compile(section(raw, key, key), f"{src}: {key}")))
         return cls(tuple(groups))
 
     def items(self, text: str) -> list[Item]:
@@ -129,18 +141,31 @@ class Vocabulary:
 def _resolve(items: list[Item], i: int) -> int:
     """Value of the mention at items[i] from the cue chain after it (rules in the YAML)."""
     chain: list[str] = []
-    for it in items[i + 1 :]:
+    after_particle = False
+    for k in range(i + 1, len(items)):
+        it = items[k]
         if it.kind == END:
             break
         if it.kind in _CUES:
             chain.append(it.kind)
+        elif it.kind == PARTICLE:
+            after_particle = True
+        elif it.kind in _FINDINGS and not chain and after_particle:
+            break
         elif chain and it.kind in (SEPARATOR, *_FINDINGS):
+            modifies = it.kind in _FINDINGS and items[k - 1].end == it.start
+            if modifies and NEG not in chain and _modified_value(items, k) == NEGATIVE:
+                return NEGATIVE
             break
     if NEG in chain:
         return NEGATIVE
     if UNC in chain:
         return UNCERTAIN
     return POSITIVE
+
+
+def _modified_value(items: list[Item], k: int) -> int:
+    return NEGATIVE if items[k].kind == NEGATIVE_PHRASE else _resolve(items, k)
 
 
 class Labeler:
