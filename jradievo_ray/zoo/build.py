@@ -1,0 +1,176 @@
+"""Build (or reuse) the tiny demo zoo: base / vlm / ja / med Hugging Face folders + data/.
+
+Built in a temporary sibling folder and renamed at the end, so a killed build never leaves
+a half cache.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from transformers import LlamaForCausalLM, LlavaForConditionalGeneration
+
+from jradievo_ray import paths
+from jradievo_ray.data.manifest import load_manifest
+from jradievo_ray.data.synthetic import FINDINGS, NORMAL, write_dataset
+from jradievo_ray.zoo.corpus import PROMPT_EN, Doc, base_docs, ja_docs, med_docs, tokenizer_texts
+from jradievo_ray.zoo.models import (
+    Shape,
+    image_processor,
+    llama_config,
+    llava_config,
+    save_llama,
+    save_llava,
+    write_shape,
+)
+from jradievo_ray.zoo.tokenizer import train_tokenizer
+from jradievo_ray.zoo.train import encode, pretrain_vision, train_lm, train_vlm
+
+ZOO_VERSION = "v1"
+ZOO_PREFIX = "zoo:"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Corpus sizes, steps and learning rates of every zoo model."""
+
+    vocab: int = 2000
+    base_docs: int = 6000
+    base_steps: int = 700
+    base_lr: float = 3e-3
+    ja_docs: int = 3000
+    ja_steps: int = 250
+    ja_lr: float = 1e-3
+    med_docs: int = 3000
+    med_steps: int = 250
+    med_lr: float = 1e-3
+    vision_steps: int = 300
+    vision_lr: float = 2e-3
+    align_steps: int = 350
+    align_lr: float = 2e-3
+    joint_steps: int = 120
+    joint_lm_lr: float = 2e-4
+    batch: int = 32
+
+
+def default_dir(seed: int = 0) -> Path:
+    return paths.home() / "zoo" / f"{ZOO_VERSION}-seed{seed}"
+
+
+def _log(msg: str) -> None:
+    print(f"[zoo] {msg}", file=sys.stderr, flush=True)
+
+
+def _finding_targets(findings: list[list[str]]) -> torch.Tensor:
+    labels = [*FINDINGS, NORMAL]
+    return torch.tensor([[float(x in f) for x in labels] for f in findings])
+
+
+def _train_all(out: Path, seed: int, shape: Shape, recipe: Recipe) -> None:
+    t0 = time.perf_counter()
+    _log("writing synthetic data")
+    manifests = write_dataset(out / "data", seed=seed)
+    tokenizer = train_tokenizer(tokenizer_texts(n=3000, seed=seed), vocab_size=recipe.vocab)
+    pad = tokenizer.pad_token_id
+    _log(f"tokenizer: {len(tokenizer)} tokens ({time.perf_counter() - t0:.0f}s)")
+
+    torch.manual_seed(seed)
+    base = LlamaForCausalLM(llama_config(tokenizer, shape))
+    docs = encode(tokenizer, base_docs(recipe.base_docs, seed), shape.image_tokens)
+    train_lm(base, docs, pad, recipe.base_steps, recipe.base_lr, recipe.batch, seed, _log, "base")
+    save_llama(base, tokenizer, out / "base")
+
+    for name, make, steps, lr in (
+        ("ja", ja_docs, recipe.ja_steps, recipe.ja_lr),
+        ("med", med_docs, recipe.med_steps, recipe.med_lr),
+    ):
+        model = copy.deepcopy(base)
+        docs = encode(tokenizer, make(getattr(recipe, f"{name}_docs"), seed), shape.image_tokens)
+        train_lm(model, docs, pad, steps, lr, recipe.batch, seed + 1, _log, name)
+        save_llama(model, tokenizer, out / name)
+    _log(f"text models done ({time.perf_counter() - t0:.0f}s)")
+
+    studies = load_manifest(manifests["train"])
+    proc = image_processor(shape)
+    images = [Image.open(s.image) for s in studies]
+    pixels = proc(images=images, return_tensors="pt")["pixel_values"]
+    torch.manual_seed(seed + 2)
+    vlm = LlavaForConditionalGeneration(llava_config(tokenizer, shape))
+    vlm.model.language_model.load_state_dict(base.model.state_dict())
+    vlm.lm_head.load_state_dict(base.lm_head.state_dict())
+    targets = _finding_targets([s.findings for s in studies])
+    pretrain_vision(vlm, pixels, targets, recipe.vision_steps, recipe.vision_lr, 64, seed, _log)
+    docs = [Doc(s.report_en, user=PROMPT_EN, image=True) for s in studies]
+    examples = encode(tokenizer, docs, shape.image_tokens)
+    lrs = {"vision": recipe.align_lr / 4, "projector": recipe.align_lr}
+    train_vlm(
+        vlm, examples, pixels, pad, recipe.align_steps, lrs, recipe.batch, seed, _log, "align"
+    )
+    lrs = {"vision": recipe.joint_lm_lr, "projector": recipe.joint_lm_lr, "lm": recipe.joint_lm_lr}
+    train_vlm(
+        vlm, examples, pixels, pad, recipe.joint_steps, lrs, recipe.batch, seed, _log, "joint"
+    )
+    save_llava(vlm, tokenizer, shape, out / "vlm")
+    seconds = time.perf_counter() - t0
+    (out / "zoo.json").write_text(
+        json.dumps(
+            {
+                "version": ZOO_VERSION,
+                "seed": seed,
+                "seconds": round(seconds, 1),
+                "shape": asdict(shape),
+                "recipe": asdict(recipe),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    write_shape(out, shape)
+    _log(f"done in {seconds:.0f}s")
+
+
+def build_zoo(
+    directory: Path | None = None,
+    seed: int = 0,
+    force: bool = False,
+    recipe: Recipe | None = None,
+    shape: Shape | None = None,
+) -> Path:
+    """Train the zoo into `directory` (default: the cache), or reuse a complete one."""
+    target = Path(directory) if directory else default_dir(seed)
+    if (target / "zoo.json").is_file() and not force:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        threads = torch.get_num_threads()
+        _log(f"building into {target} (seed {seed}, {threads} torch threads)")
+        _train_all(tmp, seed, shape or Shape(), recipe or Recipe())
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def ensure_zoo() -> Path:
+    """The default zoo, built on first use."""
+    return build_zoo()
+
+
+def resolve_zoo_path(value: str) -> str:
+    """`zoo:<rel>` -> a path inside the (built on demand) default zoo; others unchanged."""
+    if not value.startswith(ZOO_PREFIX):
+        return value
+    return str(ensure_zoo() / value.removeprefix(ZOO_PREFIX))
