@@ -3,18 +3,19 @@
 import functools
 import json
 
-import cloudpickle
 import pytest
+import ray.cloudpickle
 import toy_evaluator
 from mlflow.tracking import MlflowClient
 
 from jradievo_ray.config import load_config
+from jradievo_ray.errors import UserError
 from jradievo_ray.search import checkpoint
-from jradievo_ray.search.actors import ActorPool
+from jradievo_ray.search.actors import ActorPool, ActorStartError
 from jradievo_ray.search.loop import WORST_FITNESS
 from jradievo_ray.search.run import run_search
 
-cloudpickle.register_pickle_by_value(toy_evaluator)
+ray.cloudpickle.register_pickle_by_value(toy_evaluator)
 pytestmark = pytest.mark.integration
 
 
@@ -43,6 +44,8 @@ def test_search_runs_checkpoints_and_tracks(ray_local, tmp_path):
     assert all(g["max"] >= g["mean"] >= g["min"] for g in saved["generations"])
     assert sum(1 for line in lines if line.startswith("gen ")) == 4
     assert set(saved["best"]["recipe"]["sources"]) == {"vlm", "ja", "med"}
+    assert not any(v["error"] for v in checkpoint.load(tmp_path).cache.values())
+    assert saved["best"]["search_fitness"] > 90  # the toy optimum is 100
 
     client = MlflowClient(saved["mlflow"]["tracking_uri"])
     run = client.get_run(saved["mlflow"]["run_id"])
@@ -106,7 +109,15 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(ray_local, tmp_pat
 
 
 def test_refuses_to_overwrite_or_resume_nothing(ray_local, tmp_path):
-    from jradievo_ray.errors import UserError
-
     with pytest.raises(UserError, match="no checkpoint.pkl"):
         run_search(toy_config(), tmp_path / "none", resume=True)
+    factory = functools.partial(toy_evaluator.ToyEvaluator)
+    run_search(toy_config(), tmp_path / "once", evaluator_factory=factory, log=lambda _: None)
+    with pytest.raises(UserError, match="--resume"):
+        run_search(toy_config(), tmp_path / "once", evaluator_factory=factory)
+
+
+def test_actor_that_cannot_start_stops_the_search_clearly(ray_local):
+    pool = ActorPool(functools.partial(toy_evaluator.ToyEvaluator, bad=True), 1, 0.5, 0, 2)
+    with pytest.raises(ActorStartError, match="could not start"):
+        pool.map([("evaluate_genome", ([0.5] * 8,))])

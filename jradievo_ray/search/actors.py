@@ -15,6 +15,10 @@ import ray
 from ray.exceptions import RayActorError
 
 
+class ActorStartError(RuntimeError):
+    """An actor's evaluator failed to build (bad model folder, out of memory ...)."""
+
+
 class EvalActor:
     """Holds one evaluator (sources resident) for its whole life."""
 
@@ -79,6 +83,8 @@ class ActorPool:
                 try:
                     result = ray.get(ref)
                 except RayActorError as exc:  # died, its node died, or unreachable
+                    if exc.actor_init_failed:  # every replacement would fail the same way
+                        raise ActorStartError(f"evaluation actor could not start: {exc}") from None
                     attempts[i] += 1
                     self.log(f"actor {a} lost ({type(exc).__name__}); replacing it")
                     self.actors[a] = self._spawn()
