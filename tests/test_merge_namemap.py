@@ -89,3 +89,47 @@ def test_lm_tensor_missing_from_vlm_is_named():
 def test_unknown_preset():
     with pytest.raises(MergeError, match="unknown name map 'nope'"):
         get_name_map("nope")
+
+
+def test_llava_next_keeps_image_newline():
+    nm = get_name_map("llava-next")
+    assert nm.to_lm("model.image_newline") is None
+    assert nm.to_lm("model.language_model.norm.weight") == "model.norm.weight"
+
+
+def test_bunny_llama_3():
+    nm = get_name_map("bunny-llama-3")
+    vlm = {
+        "model.vision_tower.vision_tower.vision_model.post_layernorm.weight": (4,),
+        "model.mm_projector.0.weight": (4, 4),
+        "model.embed_tokens.weight": (10, 4),
+        "model.layers.0.mlp.up_proj.weight": (8, 4),
+        "model.norm.weight": (4,),
+        "lm_head.weight": (10, 4),
+    }
+    pairs = pair_tensors(nm, vlm, {"base": LM})
+    assert {p.vlm_name: p.lm_name for p in pairs} == {n: n for n in LM}
+    assert nm.vlm_forms("model.norm.weight") == ["model.norm.weight"]
+
+
+def test_user_regex_map():
+    nm = get_name_map(
+        {
+            "language": [[r"llm\.(.+)", r"model.\1"], [r"head\.weight", "lm_head.weight"]],
+            "keep": [r"vit\.", r"proj\."],
+        }
+    )
+    vlm = {
+        "vit.blocks.0.weight": (4, 4),
+        "proj.weight": (4, 4),
+        "llm.embed_tokens.weight": (10, 4),
+        "llm.layers.0.mlp.up_proj.weight": (8, 4),
+        "llm.norm.weight": (4,),
+        "head.weight": (10, 4),
+    }
+    pairs = pair_tensors(nm, vlm, {"base": LM})
+    assert {p.lm_name for p in pairs} == set(LM)
+    with pytest.raises(MergeError, match="'other.weight'"):
+        nm.to_lm("other.weight")
+    with pytest.raises(MergeError, match="name_map"):
+        get_name_map({"language": [["(", "x"]]})

@@ -65,9 +65,10 @@ class Checkpoint:
     def shape(self, name: str) -> tuple[int, ...]:
         return self._shape[name]
 
-    def get(self, name: str, dtype: torch.dtype, device: str | torch.device = "cpu"):
+    def get(self, name: str, dtype: torch.dtype | None, device: str | torch.device = "cpu"):
+        """One tensor; floating tensors cast to `dtype` unless it is None."""
         with safe_open(str(self._file_of[name]), framework="pt") as f:
             tensor = f.get_tensor(name)
-        if tensor.is_floating_point():
+        if dtype is not None and tensor.is_floating_point():
             tensor = tensor.to(dtype)
         return tensor.to(device)

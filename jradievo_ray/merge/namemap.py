@@ -27,17 +27,30 @@ def _template_regex(template: str) -> re.Pattern[str]:
 
 @dataclass(frozen=True)
 class NameMap:
+    """`forms`: (VLM template, LM template) pairs, usable both ways. `rules`: user
+    (VLM regex, LM replacement) pairs, one way only. `keep`: regexes (matched at the
+    start) of VLM tensors that are never merged."""
+
     name: str
-    forms: tuple[tuple[str, str], ...]
-    keep: tuple[str, ...]
+    forms: tuple[tuple[str, str], ...] = ()
+    rules: tuple[tuple[str, str], ...] = ()
+    keep: tuple[str, ...] = ()
 
     @cached_property
     def _compiled(self) -> list[tuple[re.Pattern[str], str, re.Pattern[str], str]]:
         return [(_template_regex(v), lm, _template_regex(lm), v) for v, lm in self.forms]
 
+    @cached_property
+    def _rules(self) -> list[tuple[re.Pattern[str], str]]:
+        return [(re.compile(v), lm) for v, lm in self.rules]
+
+    @cached_property
+    def _keep(self) -> re.Pattern[str] | None:
+        return re.compile("|".join(f"(?:{k})" for k in self.keep)) if self.keep else None
+
     def is_kept(self, vlm_name: str) -> bool:
         """Vision tower / projector: always the VLM's own, never merged."""
-        return vlm_name.startswith(self.keep)
+        return self._keep is not None and self._keep.match(vlm_name) is not None
 
     def to_lm(self, vlm_name: str) -> str | None:
         """LM name of a VLM tensor; None for kept tensors; MergeError if unmapped."""
@@ -47,13 +60,16 @@ class NameMap:
             m = vlm_re.match(vlm_name)
             if m:
                 return lm_template.format(**m.groupdict())
+        for vlm_re, replacement in self._rules:
+            if vlm_re.fullmatch(vlm_name):
+                return vlm_re.sub(replacement, vlm_name, count=1)
         raise MergeError(
             f"VLM tensor {vlm_name!r} is neither language tower nor vision/projector "
             f"under name map {self.name!r}"
         )
 
     def vlm_forms(self, lm_name: str) -> list[str]:
-        """Every VLM name of an LM tensor, canonical form first."""
+        """Every VLM name of an LM tensor that the templates give, canonical first."""
         out = []
         for _, _, lm_re, vlm_template in self._compiled:
             m = lm_re.match(lm_name)
@@ -62,31 +78,64 @@ class NameMap:
         return out
 
 
+def _prefixes(*prefixes: str) -> tuple[str, ...]:
+    return tuple(re.escape(p) for p in prefixes)
+
+
+_LLAVA_FORMS = (
+    ("model.language_model.{x}", "model.{x}"),
+    ("lm_head.weight", "lm_head.weight"),
+    ("language_model.model.{x}", "model.{x}"),
+    ("language_model.lm_head.weight", "lm_head.weight"),
+)
+_LLAVA_KEEP = ("model.vision_tower.", "model.multi_modal_projector.", "vision_tower.")
+_LLAVA_KEEP += ("multi_modal_projector.",)
+
 PRESETS: dict[str, NameMap] = {
-    "llava": NameMap(
-        name="llava",
-        forms=(
-            ("model.language_model.{x}", "model.{x}"),
-            ("lm_head.weight", "lm_head.weight"),
-            ("language_model.model.{x}", "model.{x}"),
-            ("language_model.lm_head.weight", "lm_head.weight"),
-        ),
-        keep=(
-            "model.vision_tower.",
-            "model.multi_modal_projector.",
-            "vision_tower.",
-            "multi_modal_projector.",
-        ),
+    "llava": NameMap(name="llava", forms=_LLAVA_FORMS, keep=_prefixes(*_LLAVA_KEEP)),
+    "llava-next": NameMap(
+        name="llava-next",
+        forms=_LLAVA_FORMS,
+        keep=_prefixes(*_LLAVA_KEEP, "model.image_newline", "image_newline"),
     ),
+    # Bunny-Llama-3 (JRadiEvo's VLM): a Llama with the vision parts beside its layers.
+    "bunny-llama-3": NameMap(
+        name="bunny-llama-3",
+        forms=(("model.{x}", "model.{x}"), ("lm_head.weight", "lm_head.weight")),
+        keep=_prefixes("model.vision_tower.", "model.mm_projector."),
+    ),
+    # A plain text LM: every tensor is a language tensor under its own name.
+    "identity": NameMap(name="identity", forms=(("{x}", "{x}"),)),
+}
+
+# config.json `architectures` -> preset, for folders that name no map.
+BY_ARCHITECTURE = {
+    "LlavaForConditionalGeneration": "llava",
+    "LlavaNextForConditionalGeneration": "llava-next",
+    "BunnyLlamaForCausalLM": "bunny-llama-3",
 }
 
 
-def get_name_map(name: str) -> NameMap:
+def get_name_map(spec: str | dict) -> NameMap:
+    """A preset by name, or a user map `{language: [[vlm_regex, lm_replacement], ...],
+    keep: [vlm_regex, ...]}` (regexes must match whole names / name starts)."""
+    if isinstance(spec, dict):
+        unknown = set(spec) - {"language", "keep"}
+        if unknown or "language" not in spec:
+            raise MergeError("name_map: expected {language: [[vlm_regex, lm_name]], keep: [...]}")
+        try:
+            rules = tuple((str(v), str(lm)) for v, lm in spec["language"])
+            keep = tuple(str(k) for k in spec.get("keep") or ())
+            for pattern in [v for v, _ in rules] + list(keep):
+                re.compile(pattern)
+        except (TypeError, ValueError, re.error) as exc:
+            raise MergeError(f"name_map: {exc}") from None
+        return NameMap(name="user", rules=rules, keep=keep)
     try:
-        return PRESETS[name]
+        return PRESETS[spec]
     except KeyError:
         raise MergeError(
-            f"unknown name map {name!r}; presets: {', '.join(sorted(PRESETS))}"
+            f"unknown name map {spec!r}; presets: {', '.join(sorted(PRESETS))}"
         ) from None
 
 

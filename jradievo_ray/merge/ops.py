@@ -71,3 +71,75 @@ def combine(
     if normalize:
         mixed /= divisor
     return mixed
+
+
+# --- mergekit's sparsification methods (sparsify.py), one tensor at a time -------------
+
+
+def _l1_rescaled(tensor: torch.Tensor, masked: torch.Tensor, rescale: bool) -> torch.Tensor:
+    """Match the L1 norm of the unmasked tensor (mergekit's RescaleNorm.l1)."""
+    if not rescale:
+        return masked
+    before, after = tensor.abs().sum(), masked.abs().sum()
+    if before < 1e-7 or after < 1e-7:
+        return masked
+    return masked * (before / after)
+
+
+def magnitude(tensor: torch.Tensor, density: float, rescale: bool = False) -> torch.Tensor:
+    mask = topk_mask(tensor.reshape(-1), density)
+    if mask is None:
+        return tensor
+    return _l1_rescaled(tensor, tensor * mask.reshape(tensor.shape), rescale)
+
+
+def magnitude_outliers(
+    tensor: torch.Tensor, density: float, gamma: float, rescale: bool = False
+) -> torch.Tensor:
+    """Drop the `gamma` fraction of largest magnitudes, then the smallest, keeping `density`."""
+    if density >= 1:
+        return tensor
+    n = tensor.numel()
+    target_n = int(density * n)
+    n_bot = max(0, n - target_n - int(gamma * n))
+    mag = tensor.abs().reshape(-1)
+    if mag.device.type == "cpu":
+        mag = mag.float()
+    order = torch.sort(mag, descending=False).indices
+    mask = torch.zeros(n, dtype=tensor.dtype, device=tensor.device)
+    mask[order[n_bot : n_bot + target_n]] = 1
+    return _l1_rescaled(tensor, tensor * mask.reshape(tensor.shape), rescale)
+
+
+def bernoulli(
+    tensor: torch.Tensor, density: float, generator: torch.Generator, rescale: bool = False
+) -> torch.Tensor:
+    """DARE's random drop keeping `density`; mergekit rescales by L1 norm, not 1/density."""
+    if density >= 1:
+        return tensor
+    keep = torch.rand(tensor.shape, generator=generator, device=tensor.device) < density
+    return _l1_rescaled(tensor, tensor * keep, rescale)
+
+
+def della_magprune(
+    tensor: torch.Tensor,
+    density: float,
+    epsilon: float,
+    generator: torch.Generator,
+    rescale: bool = False,
+) -> torch.Tensor:
+    """DELLA: keep probability rises linearly with magnitude rank (per row) from
+    density - epsilon to density + epsilon."""
+    if density >= 1:
+        return tensor
+    if density <= 0:
+        return torch.zeros_like(tensor)
+    if density + epsilon >= 1 or density - epsilon <= 0:
+        raise ValueError("epsilon must be chosen such that density +/- epsilon is in (0, 1)")
+    rows = tensor.unsqueeze(0) if tensor.dim() < 2 else tensor
+    ranks = torch.argsort(torch.argsort(rows.abs(), dim=1), dim=1).to(rows.dtype) + 1
+    lo, hi = ranks.min(dim=1, keepdim=True).values, ranks.max(dim=1, keepdim=True).values
+    rank_norm = ((ranks - lo) / (hi - lo)).clamp(0, 1)
+    probs = (density - epsilon) + rank_norm * 2 * epsilon
+    keep = torch.rand(probs.shape, generator=generator, device=probs.device) < probs
+    return _l1_rescaled(rows, rows * keep, rescale).reshape(tensor.shape)

@@ -1,0 +1,98 @@
+"""mergekit's generalized task arithmetic family: task_arithmetic, ties, dare_*,
+breadcrumbs*, della*. Sparsify each task vector, weight, optionally elect signs, sum,
+optionally normalise, scale by lambda, add to the base."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import torch
+
+from jradievo_ray.merge import ops
+from jradievo_ray.merge.methods import Inputs, Method, Param, register
+
+
+def merge_deltas(
+    base: torch.Tensor,
+    deltas: torch.Tensor,
+    weights: list[float],
+    *,
+    consensus: bool,
+    normalize: bool,
+    lam: float,
+) -> torch.Tensor:
+    """base + lambda * combine(weights * deltas); `deltas` [k, ...] is scaled in place."""
+    mixed = ops.combine(
+        deltas.reshape(len(weights), -1), torch.tensor(weights), consensus, normalize
+    ).reshape(base.shape)
+    if lam != 1:
+        mixed *= lam
+    return (base + mixed).to(base.dtype)
+
+
+def _kernel(
+    sparsify: str | None,
+    consensus: bool,
+    inputs: Inputs,
+    shared: dict[str, Any],
+    per: dict[str, list[Any]],
+) -> torch.Tensor:
+    base = inputs.base
+    deltas = base.new_empty((len(inputs.models), *base.shape))
+    for i, model in enumerate(inputs.models):
+        delta = model - base
+        density = per["density"][i]
+        rescale = shared["rescale"]
+        if sparsify == "magnitude":
+            delta = ops.magnitude(delta, density, rescale)
+        elif sparsify == "random":
+            delta = ops.bernoulli(delta, density, inputs.generator, rescale)
+        elif sparsify == "magnitude_outliers":
+            delta = ops.magnitude_outliers(delta, density, per["gamma"][i], rescale)
+        elif sparsify == "della_magprune":
+            delta = ops.della_magprune(delta, density, per["epsilon"][i], inputs.generator, rescale)
+        deltas[i] = delta
+    return merge_deltas(
+        base,
+        deltas,
+        per["weight"],
+        consensus=consensus,
+        normalize=shared["normalize"],
+        lam=shared["lambda"],
+    )
+
+
+def _family(
+    name: str, sparsify: str | None, consensus: bool, normalize: bool, rescale: bool
+) -> Method:
+    params = [
+        Param("int8_mask", bool, False),
+        Param("normalize", bool, normalize),
+        Param("rescale", bool, rescale),
+        Param("lambda", float, 1.0),
+        Param("weight", float, per_model=True),
+        Param("density", float, 1.0, per_model=True),
+    ]
+    if sparsify == "magnitude_outliers":
+        params.append(Param("gamma", float, 0.01, per_model=True))
+    if sparsify == "della_magprune":
+        params.append(Param("epsilon", float, 0.15, per_model=True))
+    return register(
+        Method(
+            name=name,
+            params=tuple(params),
+            kernel=partial(_kernel, sparsify, consensus),
+            random=sparsify in ("random", "della_magprune"),
+        )
+    )
+
+
+_family("task_arithmetic", None, consensus=False, normalize=False, rescale=False)
+_family("ties", "magnitude", consensus=True, normalize=True, rescale=False)
+_family("dare_ties", "random", consensus=True, normalize=False, rescale=True)
+_family("dare_linear", "random", consensus=False, normalize=False, rescale=True)
+_family("breadcrumbs", "magnitude_outliers", consensus=False, normalize=False, rescale=False)
+_family("breadcrumbs_ties", "magnitude_outliers", consensus=True, normalize=False, rescale=False)
+_family("della", "della_magprune", consensus=True, normalize=True, rescale=True)
+_family("della_linear", "della_magprune", consensus=False, normalize=False, rescale=True)
