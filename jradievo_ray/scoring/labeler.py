@@ -52,6 +52,7 @@ NEG, UNC, POS = "negation", "uncertainty", "positive"
 PARTICLE, COORDINATOR, SEPARATOR, END = "particle", "coordinator", "separator", "end"
 _CUES = (NEG, UNC, POS)
 _FINDINGS = (MENTION, NEGATIVE_PHRASE)
+_SENTENCE_CACHE = 2**16
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ def _compile(patterns: list[str], where: str) -> re.Pattern[str]:
 @dataclass(frozen=True)
 class Vocabulary:
     groups: tuple[tuple[str, str | None, re.Pattern[str]], ...]  # (kind, label, regex)
+    sentence_end: re.Pattern[str]
 
     @classmethod
     def load(cls, path: str | Path = VOCABULARY) -> Vocabulary:
@@ -118,7 +120,8 @@ class Vocabulary:
             (END, "sentence_ends"),
         ):
             groups.append((kind, None, _compile(section(raw, key, key), f"{src}: {key}")))
-        return cls(tuple(groups))
+        ends = "|".join(f"(?:{p})" for p in raw["sentence_ends"])
+        return cls(tuple(groups), re.compile(ends))
 
     def items(self, text: str) -> list[Item]:
         """Leftmost-longest, non-overlapping matches of every kind, in text order."""
@@ -171,11 +174,41 @@ def _modified_value(items: list[Item], k: int) -> int:
 class Labeler:
     def __init__(self, vocabulary: Vocabulary | None = None):
         self.vocabulary = vocabulary or Vocabulary.load()
+        self._cache: dict[str, tuple[tuple[tuple[str, int], ...], bool]] = {}
 
     def label(self, text: str) -> dict[str, int]:
         """CheXpert labels mentioned in `text`: {label: 1 | 0 | -1}, in LABELS order."""
-        items = self.vocabulary.items(unicodedata.normalize("NFKC", text))
         values: dict[str, int] = {}
+        normal = False
+        for sentence in self.vocabulary.sentence_end.split(unicodedata.normalize("NFKC", text)):
+            if not sentence:
+                continue
+            sentence_values, sentence_normal = self._sentence(sentence)
+            normal |= sentence_normal
+            for label, value in sentence_values:
+                old = values.get(label)
+                if old is None or _RANK[value] > _RANK[old]:
+                    values[label] = value
+        pathology = {k: v for k, v in values.items() if k != "Support Devices"}
+        if (normal or NEGATIVE in pathology.values()) and not any(
+            v in (POSITIVE, UNCERTAIN) for v in pathology.values()
+        ):
+            values["No Finding"] = POSITIVE
+        return {k: values[k] for k in LABELS if k in values}
+
+    def _sentence(self, sentence: str) -> tuple[tuple[tuple[str, int], ...], bool]:
+        """((label, value) per mention, whether it states normality); cached, as generated
+        reports reuse sentences (cues never cross a sentence end)."""
+        cached = self._cache.get(sentence)
+        if cached is None:
+            cached = self._cache[sentence] = self._label_sentence(sentence)
+            if len(self._cache) > _SENTENCE_CACHE:
+                self._cache.pop(next(iter(self._cache)))
+        return cached
+
+    def _label_sentence(self, sentence: str) -> tuple[tuple[tuple[str, int], ...], bool]:
+        items = self.vocabulary.items(sentence)
+        values: list[tuple[str, int]] = []
         normal = False
         for i, it in enumerate(items):
             if it.kind == NORMAL_PHRASE:
@@ -183,16 +216,9 @@ class Labeler:
             elif it.kind == NORMAL_SUBJECT:
                 normal |= _resolve(items, i) == NEGATIVE
             elif it.kind in _FINDINGS:
-                value = NEGATIVE if it.kind == NEGATIVE_PHRASE else _resolve(items, i)
-                old = values.get(it.label)
-                if old is None or _RANK[value] > _RANK[old]:
-                    values[it.label] = value
-        pathology = {k: v for k, v in values.items() if k != "Support Devices"}
-        if (normal or NEGATIVE in pathology.values()) and not any(
-            v in (POSITIVE, UNCERTAIN) for v in pathology.values()
-        ):
-            values["No Finding"] = POSITIVE
-        return {k: values[k] for k in LABELS if k in values}
+                assert it.label is not None
+                values.append((it.label, _modified_value(items, i)))
+        return tuple(values), normal
 
 
 @lru_cache(maxsize=1)

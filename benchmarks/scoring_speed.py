@@ -1,0 +1,104 @@
+"""Scoring speed: the search fitness on 50 reports, and every metric with 95% bootstrap
+intervals on 2,500 reports.
+
+    python benchmarks/scoring_speed.py [--json OUT.json] [--trials 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import statistics
+import time
+from pathlib import Path
+
+from jradievo_ray.config import ScoringConfig
+from jradievo_ray.scoring.bootstrap import RESAMPLES, confidence_intervals
+from jradievo_ray.scoring.fitness import score_reports
+from jradievo_ray.scoring.metrics import corpus_metrics, report_stats
+
+FRAGMENTS = [
+    "右胸水を認める。",
+    "心拡大なし。",
+    "気胸は認めない。",
+    "左下肺野に浸潤影を認める。",
+    "異常なし。",
+    "ペースメーカーが留置されている。",
+    "右上肺野に結節影あり。",
+    "心胸郭比の増大を認める。",
+    "肺炎の可能性は否定できない。",
+    "両側肺野に明らかな異常陰影は認めない。",
+    "気管チューブ、中心静脈カテーテルが留置されている。",
+    "肺うっ血を認め、心不全が考えられる。",
+]
+
+
+def reports(rng: random.Random, n: int, tag: str = "") -> list[str]:
+    """Random reports; `tag` makes every text new, so no cache helps the predictions."""
+    return [
+        "".join(rng.sample(FRAGMENTS, rng.randint(2, 6))) + (f"第{tag}{i}例。" if tag else "")
+        for i in range(n)
+    ]
+
+
+def fitness_speed(trials: int) -> dict[str, float]:
+    rng = random.Random(0)
+    refs = reports(rng, 50)
+    cfg = ScoringConfig()
+    score_reports(refs, refs, cfg)  # warm-up: MeCab loaded, references tokenised and labelled
+    times = []
+    for t in range(trials):
+        preds = reports(rng, 50, tag=str(t))
+        start = time.perf_counter()
+        score_reports(preds, refs, cfg)
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return {
+        "reports": 50,
+        "trials": trials,
+        "median_ms": 1e3 * statistics.median(times),
+        "p90_ms": 1e3 * times[int(0.9 * (len(times) - 1))],
+        "min_ms": 1e3 * times[0],
+    }
+
+
+def full_scoring_speed(n: int) -> dict[str, float]:
+    rng = random.Random(1)
+    preds, refs = reports(rng, n, tag="p"), reports(rng, n, tag="r")
+    start, cpu = time.perf_counter(), time.process_time()
+    stats = report_stats(preds, refs)
+    corpus_metrics(stats)
+    mid = time.perf_counter()
+    confidence_intervals(stats)
+    end = time.perf_counter()
+    return {
+        "reports": n,
+        "resamples": RESAMPLES,
+        "metrics_s": mid - start,
+        "bootstrap_s": end - mid,
+        "total_s": end - start,
+        "total_cpu_s": time.process_time() - cpu,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--trials", type=int, default=30, help="fitness calls to time")
+    parser.add_argument("--n", type=int, default=2500, help="reports for the full scoring")
+    args = parser.parse_args()
+    result = {
+        "machine": f"{platform.machine()} {platform.processor() or platform.system()}",
+        "fitness_50": fitness_speed(args.trials),
+        f"score_with_ci_{args.n}": full_scoring_speed(args.n),
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
