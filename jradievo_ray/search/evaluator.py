@@ -51,6 +51,21 @@ def make_generator(cfg: Config, device: str) -> Generator:
     )
 
 
+def make_merger(cfg: Config, device: str):
+    from jradievo_ray.merge.engine import ResidentMerger
+
+    models = cfg.models
+    return ResidentMerger(
+        base_path=models.base.path,
+        vlm_name=models.vlm.name,
+        vlm_path=models.vlm.path,
+        sources={s.name: s.path for s in models.sources},
+        name_map=models.name_map,
+        device=device,
+        dtype=DTYPES[models.dtype],
+    )
+
+
 def derangement(n: int, seed: int) -> list[int]:
     """A seeded permutation of range(n) with no fixed point (n >= 2)."""
     rng = random.Random(seed)
@@ -64,23 +79,13 @@ def derangement(n: int, seed: int) -> list[int]:
 class GenomeEvaluator:
     """Resident sources + generator + eval sets; scores genomes and recipes."""
 
-    def __init__(self, cfg: Config):
-        from jradievo_ray.merge.engine import ResidentMerger
-
+    def __init__(self, cfg: Config, merger: Any = None, generator: Generator | None = None):
         self.cfg = cfg
         models = cfg.models
         self.space = make_space([m.name for m in models.merge_sources], cfg.merge)
         device = pick_device(models.device)
-        self.merger = ResidentMerger(
-            base_path=models.base.path,
-            vlm_name=models.vlm.name,
-            vlm_path=models.vlm.path,
-            sources={s.name: s.path for s in models.sources},
-            name_map=models.name_map,
-            device=device,
-            dtype=DTYPES[models.dtype],
-        )
-        self.generator = make_generator(cfg, device)
+        self.merger = merger or make_merger(cfg, device)
+        self.generator = generator or make_generator(cfg, device)
         self.targets = self.generator.weight_targets()
         self.splits: dict[str, list[Study]] = {
             "search": load_manifest(cfg.data.search, limit=cfg.data.search_limit)
