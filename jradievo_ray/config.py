@@ -33,8 +33,15 @@ class ModelsConfig(Frozen):
     sources: list[ModelRef] = Field(
         default_factory=list, description="Text LMs from the same base family merged into the VLM."
     )
-    name_map: str = Field(
-        default="llava", description="How the VLM names its language tower (preset name)."
+    name_map: str | dict[str, Any] = Field(
+        default="llava",
+        description="How the VLM names its language tower: a preset (llava, llava-next, "
+        "bunny-llama-3) or {language: [[vlm_regex, lm_name], ...], keep: [vlm_regex, ...]}.",
+    )
+    residency: Literal["auto", "device", "host"] = Field(
+        default="auto",
+        description="Where task vectors live: on the device, or in pinned host memory "
+        "streamed to it per tensor; auto = device if they fit in 80% of its free memory.",
     )
     dtype: Literal["float32", "float16", "bfloat16"] = Field(
         default="float32", description="dtype of resident sources and the merged model."

@@ -165,3 +165,21 @@ def test_mismatched_lm_fails_naming_tensor(zoo, tmp_path):
     wide = save_random_llama(tmp_path / "wide", llama_config(intermediate=256, vocab=96))
     with pytest.raises(MergeError, match=r"mlp\.(gate|up|down)_proj\.weight"):
         ResidentMerger(str(paths["base"]), "vlm", str(paths["llava"]), {"ja": str(wide)})
+
+
+def test_host_residency_streams_the_same_merge(zoo):
+    paths, merger = zoo
+    host = ResidentMerger(
+        str(paths["base"]),
+        "vlm",
+        str(paths["llava"]),
+        {"ja": str(paths["ja"]), "med": str(paths["med"])},
+        residency="host",
+    )
+    assert (host.residency, merger.residency) == ("host", "device")
+    assert host.resident_bytes == merger.resident_bytes > 0
+    for recipe in (_recipe(1.3, True, True, drop=0.2), _recipe(0.7, False, False)):
+        want = dict(merger.merged_tensors(recipe, seed=4))
+        targets = {n: torch.zeros_like(t) for n, t in want.items()}
+        host.merge_into(recipe, targets, seed=4)
+        assert all(torch.equal(targets[n], want[n]) for n in want)

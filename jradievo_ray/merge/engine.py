@@ -2,19 +2,25 @@
 
 Built once per actor. Task vectors tau_i = theta_i - theta_base of every merge source
 (the VLM's language tower first, then the text LMs) are computed once and kept, stacked
-per tensor as [k, n], on `device` in `dtype`. Per genome (a MergeRecipe):
+per tensor as [k, n], in `dtype`. Per genome (a MergeRecipe):
 
     merged = base + scale * combine_i(weight_i * trim(dare(tau_i, drop_rate), density_i))
 
 combine = TIES sign election with mergekit's `ties` normalisation when
 `recipe.sign_consensus`, else the plain weighted sum (mergekit's `task_arithmetic`).
 DARE's mask is seeded by (seed, tensor name), so a (recipe, seed) pair is one model.
+
+Residency: "device" keeps base and task vectors on `device`; "host" keeps them in
+(pinned, on CUDA) host memory and streams each tensor to `device` while merging, the
+copy of the next tensor overlapping the merge of this one; "auto" picks "device" when
+they take at most `DEVICE_FRACTION` of the device's free memory.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -22,6 +28,9 @@ from jradievo_ray.genome import MergeRecipe
 from jradievo_ray.merge import ops
 from jradievo_ray.merge.checkpoint import Checkpoint, MergeError
 from jradievo_ray.merge.namemap import get_name_map, pair_tensors
+
+Residency = Literal["auto", "device", "host"]
+DEVICE_FRACTION = 0.8
 
 
 @dataclass
@@ -34,6 +43,13 @@ class _Resident:
     extra: torch.Tensor | None  # the VLM's own rows beyond the shared ones
 
 
+def choose_residency(needed_bytes: int, device: torch.device) -> Literal["device", "host"]:
+    if device.type != "cuda":
+        return "device"
+    free, _ = torch.cuda.mem_get_info(device)
+    return "device" if needed_bytes <= DEVICE_FRACTION * free else "host"
+
+
 class ResidentMerger:
     def __init__(
         self,
@@ -41,9 +57,10 @@ class ResidentMerger:
         vlm_name: str,
         vlm_path: str,
         sources: dict[str, str],
-        name_map: str = "llava",
+        name_map: str | dict = "llava",
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
+        residency: Residency = "auto",
     ):
         if vlm_name in sources:
             raise MergeError(f"source name {vlm_name!r} is used by the VLM and a text LM")
@@ -64,15 +81,28 @@ class ResidentMerger:
         )
         if not pairs:
             raise MergeError(f"{vlm_path}: no language-model tensors under name map {name_map!r}")
+        k = len(self.source_names)
+        numels = []
+        for pair in pairs:
+            shape = base.shape(base.stored_name(pair.lm_name))
+            numels.append(torch.Size(shape).numel())
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        self.resident_bytes = sum(numels) * (k + 1) * itemsize
+        if residency == "auto":
+            residency = choose_residency(self.resident_bytes, self.device)
+        if residency not in ("device", "host"):
+            raise MergeError(f"residency must be auto, device or host, got {residency!r}")
+        self.residency = residency
+        pin = residency == "host" and self.device.type == "cuda"
+        store = self.device if residency == "device" else torch.device("cpu")
+
         self._tensors: list[_Resident] = []
         for pair in pairs:
             rows = pair.shared_rows
             base_t = base.get(base.stored_name(pair.lm_name), dtype, self.device)
             vlm_t = vlm.get(pair.vlm_name, dtype, self.device)
             shared = vlm_t if rows is None else vlm_t[:rows]
-            deltas = torch.empty(
-                (len(self.source_names), base_t.numel()), dtype=dtype, device=self.device
-            )
+            deltas = torch.empty((k, base_t.numel()), dtype=dtype, device=self.device)
             torch.sub(shared.reshape(-1), base_t.reshape(-1), out=deltas[0])
             for i, ckpt in enumerate(lms.values(), start=1):
                 src = ckpt.get(ckpt.stored_name(pair.lm_name), dtype, self.device)
@@ -85,15 +115,20 @@ class ResidentMerger:
                 _Resident(
                     lm_name=pair.lm_name,
                     vlm_forms=forms,
-                    base=base_t.reshape(-1),
-                    deltas=deltas,
+                    base=_store(base_t.reshape(-1), store, pin),
+                    deltas=_store(deltas, store, pin),
                     shape=tuple(base_t.shape),
                     extra=None if rows is None else vlm_t[rows:].clone(),
                 )
             )
-            del vlm_t
-        biggest = max(t.deltas.numel() for t in self._tensors)
-        self._scratch = torch.empty(biggest, dtype=dtype, device=self.device)
+            del vlm_t, deltas, base_t
+        biggest = max(numels)
+        self._scratch = torch.empty(k * biggest, dtype=dtype, device=self.device)
+        self._stage = (
+            [torch.empty((k + 1) * biggest, dtype=dtype, device=self.device) for _ in range(2)]
+            if residency == "host"
+            else []
+        )
 
     def language_names(self) -> list[str]:
         """Canonical VLM names of the merged tensors (transformers' state-dict form)."""
@@ -110,9 +145,47 @@ class ResidentMerger:
         densities = [src[n].density if n in src else 1.0 for n in self.source_names]
         return torch.tensor(weights, dtype=torch.float64), densities
 
+    def _staged(self) -> Iterator[tuple[_Resident, torch.Tensor, torch.Tensor]]:
+        """Each tensor's (base, deltas) on the compute device. In host residency they are
+        copied into two alternating staging buffers, the next while this one is merged."""
+        if self.residency == "device":
+            for t in self._tensors:
+                yield t, t.base, t.deltas
+            return
+        cuda = self.device.type == "cuda"
+        copier = torch.cuda.Stream(self.device) if cuda else None
+
+        def issue(i: int):
+            t = self._tensors[i]
+            buf = self._stage[i % 2]
+            n = t.base.numel()
+            base, deltas = buf[:n], buf[n : n + t.deltas.numel()].view_as(t.deltas)
+            if copier is None:
+                base.copy_(t.base)
+                deltas.copy_(t.deltas)
+                return base, deltas, None
+            copier.wait_stream(torch.cuda.current_stream(self.device))  # buffer free again
+            with torch.cuda.stream(copier):
+                base.copy_(t.base, non_blocking=True)
+                deltas.copy_(t.deltas, non_blocking=True)
+                done = torch.cuda.Event()
+                done.record(copier)
+            return base, deltas, done
+
+        pending = issue(0)
+        for i, t in enumerate(self._tensors):
+            base, deltas, done = pending
+            if i + 1 < len(self._tensors):
+                pending = issue(i + 1)
+            if done is not None:
+                torch.cuda.current_stream(self.device).wait_event(done)
+            yield t, base, deltas
+
     def _merge_one(
         self,
         t: _Resident,
+        base: torch.Tensor,
+        deltas: torch.Tensor,
         recipe: MergeRecipe,
         weights: torch.Tensor,
         densities: list[float],
@@ -123,16 +196,16 @@ class ResidentMerger:
         simple = not recipe.sign_consensus and recipe.drop_rate == 0 and min(densities) >= 1
         if simple:
             alpha = (weights * recipe.scale).to(self.dtype).to(self.device)
-            torch.addmv(t.base, t.deltas.t(), alpha, out=out)
+            torch.addmv(base, deltas.t(), alpha, out=out)
             return
-        work = self._scratch[: t.deltas.numel()].view_as(t.deltas)
-        work.copy_(t.deltas)
+        work = self._scratch[: deltas.numel()].view_as(deltas)
+        work.copy_(deltas)
         ops.dare_(work, recipe.drop_rate, ops.tensor_generator(seed, t.lm_name, self.device))
         ops.trim_(work, densities)
         mixed = ops.combine(
             work, weights.to(self.device), recipe.sign_consensus, normalize=recipe.sign_consensus
         )
-        torch.add(t.base, mixed, alpha=recipe.scale, out=out)
+        torch.add(base, mixed, alpha=recipe.scale, out=out)
 
     def merge_into(
         self, recipe: MergeRecipe, targets: dict[str, torch.Tensor], seed: int = 0
@@ -140,7 +213,7 @@ class ResidentMerger:
         """Write the merged language tensors in place into `targets` (VLM names; other
         entries such as the vision tower are left alone)."""
         weights, densities = self._plan(recipe)
-        resolved = []
+        resolved = {}
         for t in self._tensors:
             key = next((k for k in t.vlm_forms if k in targets), None)
             if key is None:
@@ -151,9 +224,10 @@ class ResidentMerger:
                 raise MergeError(
                     f"target {key!r} has shape {list(target.shape)}, expected {list(full)}"
                 )
-            resolved.append((t, target))
+            resolved[t.lm_name] = target
         with torch.no_grad():
-            for t, target in resolved:
+            for t, base, deltas in self._staged():
+                target = resolved[t.lm_name]
                 shared = target if t.extra is None else target[: t.shape[0]]
                 direct = (
                     shared.dtype == self.dtype
@@ -161,10 +235,12 @@ class ResidentMerger:
                     and shared.is_contiguous()
                 )
                 if direct:
-                    self._merge_one(t, recipe, weights, densities, seed, shared.view(-1))
+                    self._merge_one(
+                        t, base, deltas, recipe, weights, densities, seed, shared.view(-1)
+                    )
                 else:
-                    tmp = torch.empty_like(t.base)
-                    self._merge_one(t, recipe, weights, densities, seed, tmp)
+                    tmp = torch.empty_like(base)
+                    self._merge_one(t, base, deltas, recipe, weights, densities, seed, tmp)
                     shared.copy_(tmp.view(t.shape))
                 if t.extra is not None:
                     target[t.shape[0] :].copy_(t.extra)
@@ -175,13 +251,18 @@ class ResidentMerger:
         """(canonical VLM name, new merged tensor) pairs, for backends that copy weights."""
         weights, densities = self._plan(recipe)
         with torch.no_grad():
-            for t in self._tensors:
-                flat = torch.empty_like(t.base)
-                self._merge_one(t, recipe, weights, densities, seed, flat)
+            for t, base, deltas in self._staged():
+                flat = torch.empty_like(base)
+                self._merge_one(t, base, deltas, recipe, weights, densities, seed, flat)
                 merged = flat.view(t.shape)
                 if t.extra is not None:
                     merged = torch.cat([merged, t.extra])
                 yield t.vlm_forms[0], merged
+
+
+def _store(tensor: torch.Tensor, device: torch.device, pin: bool) -> torch.Tensor:
+    tensor = tensor.to(device)
+    return tensor.pin_memory() if pin else tensor
 
 
 def _lm_shapes(ckpt: Checkpoint) -> dict[str, tuple[int, ...]]:
