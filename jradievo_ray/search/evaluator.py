@@ -17,6 +17,7 @@ from jradievo_ray.data.manifest import Study, load_manifest
 from jradievo_ray.genome import MergeRecipe, make_space
 from jradievo_ray.inference.base import GenerationRequest, Generator
 from jradievo_ray.scoring.fitness import per_finding_f1, score_reports
+from jradievo_ray.search.prepare import localize
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -80,6 +81,7 @@ class GenomeEvaluator:
     """Resident sources + generator + eval sets; scores genomes and recipes."""
 
     def __init__(self, cfg: Config, merger: Any = None, generator: Generator | None = None):
+        cfg = localize(cfg)  # s3:// folders are cached on this actor's node
         self.cfg = cfg
         models = cfg.models
         self.space = make_space([m.name for m in models.merge_sources], cfg.merge)

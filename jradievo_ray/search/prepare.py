@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from jradievo_ray import storage
 from jradievo_ray.config import Config
 from jradievo_ray.errors import UserError
 
@@ -70,3 +71,32 @@ def prepare(cfg: Config, source: str) -> Config:
     resolved = resolve_paths(cfg)
     check_paths(resolved, source)
     return resolved
+
+
+def _local_data(value: str) -> str:
+    """An s3:// manifest comes with its folder (images are relative to it)."""
+    if not value.startswith(storage.S3):
+        return value
+    folder, _, name = value.rpartition("/")
+    return str(Path(storage.materialize(folder)) / name)
+
+
+def localize(cfg: Config) -> Config:
+    """Replace s3:// model folders and data files by local cached copies (per node)."""
+    m = cfg.models
+    models = m.model_copy(
+        update={
+            "base": m.base.model_copy(update={"path": storage.materialize(m.base.path)}),
+            "vlm": m.vlm.model_copy(update={"path": storage.materialize(m.vlm.path)}),
+            "sources": [
+                s.model_copy(update={"path": storage.materialize(s.path)}) for s in m.sources
+            ],
+        }
+    )
+    data = cfg.data.model_copy(
+        update={
+            "search": _local_data(cfg.data.search),
+            "heldout": _local_data(cfg.data.heldout) if cfg.data.heldout else None,
+        }
+    )
+    return cfg.model_copy(update={"models": models, "data": data})

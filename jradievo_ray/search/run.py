@@ -146,9 +146,11 @@ def final_rows(cfg: Config, pool: ActorPool, names: tuple[str, ...], best_recipe
         raise RuntimeError(f"held-out evaluation failed: {failed}")
 
     from jradievo_ray.data.manifest import load_manifest
+    from jradievo_ray.search.prepare import localize
 
-    search_refs = [s.report_ja for s in load_manifest(cfg.data.search, cfg.data.search_limit)]
-    heldout_refs = [s.report_ja for s in load_manifest(cfg.data.heldout, cfg.data.heldout_limit)]
+    data = localize(cfg).data
+    search_refs = [s.report_ja for s in load_manifest(data.search, data.search_limit)]
+    heldout_refs = [s.report_ja for s in load_manifest(data.heldout, data.heldout_limit)]
     text, _ = heldout.best_blind_text(search_refs, cfg.scoring)
     outputs["blind"] = heldout.blind_row(text, heldout_refs, cfg.scoring)
 

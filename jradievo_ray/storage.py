@@ -1,0 +1,113 @@
+"""Model folders and data on `s3://` (any S3-compatible store) or local paths.
+
+An `s3://bucket/prefix` folder is copied once into a local cache
+(`$JRADIEVO_HOME/s3/<bucket>/<prefix>`) and used from there, so every loader keeps
+reading plain local folders. Credentials and endpoint come from the usual AWS settings
+(`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT_URL`, profiles ...); nothing
+is contacted unless a path says `s3://`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from jradievo_ray import paths
+from jradievo_ray.errors import UserError
+
+S3 = "s3://"
+COMPLETE = ".jradievo-complete"
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix(S3).partition("/")
+    if not bucket:
+        raise UserError(f"{uri}: no bucket in s3:// URI")
+    return bucket, key.strip("/")
+
+
+def _client():
+    import boto3
+
+    # A fresh session reads the current credentials (boto3's default session caches them).
+    return boto3.session.Session().client("s3")
+
+
+def _fail(uri: str, exc: Exception) -> UserError:
+    from botocore.exceptions import ClientError
+
+    if isinstance(exc, ClientError):
+        return UserError(f"{uri}: {exc.response.get('Error', {}).get('Code', 'error')}: {exc}")
+    return UserError(f"{uri}: {type(exc).__name__}: {exc}")
+
+
+def list_objects(uri: str) -> list[tuple[str, int]]:
+    """(key, size) of every object under an s3:// prefix."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, prefix = split_uri(uri)
+    try:
+        pages = (
+            _client()
+            .get_paginator("list_objects_v2")
+            .paginate(Bucket=bucket, Prefix=f"{prefix}/" if prefix else "")
+        )
+        return [(o["Key"], o["Size"]) for page in pages for o in page.get("Contents", [])]
+    except (BotoCoreError, ClientError) as exc:
+        raise _fail(uri, exc) from None
+
+
+def materialize(uri: str) -> str:
+    """A local path for `uri`: unchanged if local, else a cached copy of the s3:// folder
+    (or single object). A partial download never looks complete."""
+    if not uri.startswith(S3):
+        return uri
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, prefix = split_uri(uri)
+    local = paths.home() / "s3" / bucket / prefix
+    if (local / COMPLETE).exists():
+        return str(local)
+    if local.is_file():
+        return str(local)
+    objects = list_objects(uri)
+    client = _client()
+    try:
+        if not objects:  # maybe a single object, e.g. a JSONL manifest
+            local.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=local.parent, prefix=f".{local.name}.")
+            os.close(fd)
+            client.download_file(bucket, prefix, tmp)
+            os.replace(tmp, local)
+            return str(local)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=local.parent, prefix=f".{local.name}."))
+        for key, _size in objects:
+            dest = staging / key[len(prefix) :].lstrip("/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            client.download_file(bucket, key, str(dest))
+        (staging / COMPLETE).write_text(uri)
+        if local.exists():
+            shutil.rmtree(local)
+        staging.rename(local)
+    except (BotoCoreError, ClientError) as exc:
+        raise _fail(uri, exc) from None
+    return str(local)
+
+
+def upload_folder(folder: str | Path, uri: str) -> int:
+    """Copy a local folder to an s3:// prefix; returns the number of files."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, prefix = split_uri(uri)
+    client = _client()
+    files = [p for p in sorted(Path(folder).rglob("*")) if p.is_file()]
+    try:
+        for path in files:
+            key = "/".join(filter(None, [prefix, path.relative_to(folder).as_posix()]))
+            client.upload_file(str(path), bucket, key)
+    except (BotoCoreError, ClientError) as exc:
+        raise _fail(uri, exc) from None
+    return len(files)
