@@ -6,10 +6,12 @@ Japanese puts the predicate after the finding, so the cues are read *after* a me
 in chexpert_ja.yaml, which also holds the whole vocabulary). Parent labels are not implied
 (a Consolidation mention does not set Lung Opacity), as in CheXpert.
 
-No Finding = 1 when the report says something about findings (a normal statement such as
-「異常なし」, or a negated finding) and no label other than Support Devices is 1 or -1.
-A report that mentions nothing (e.g. empty text) gets no labels at all, so an empty
-prediction earns no No Finding credit.
+No Finding = 1, as in CheXpert, when no finding other than Support Devices is 1 or -1
+(abnormalities outside the 13 labels, such as 肺気腫, count as findings here) -- but only
+if the report mentions something (a finding, a device or a normal statement such as
+「異常なし」). Unlike CheXpert, a report that mentions nothing (e.g. empty or off-topic
+text) gets no labels at all, so an empty prediction earns no No Finding credit.
+CheXpert's extra rule "heart failure -> Cardiomegaly uncertain" is not applied.
 """
 
 from __future__ import annotations
@@ -46,12 +48,12 @@ POSITIVE, NEGATIVE, UNCERTAIN = 1, 0, -1
 _RANK = {NEGATIVE: 0, UNCERTAIN: 1, POSITIVE: 2}  # aggregation: 1 > -1 > 0
 
 # Item kinds.
-MENTION, NEGATIVE_PHRASE = "mention", "negative_phrase"
+MENTION, NEGATIVE_PHRASE, OTHER = "mention", "negative_phrase", "other_finding"
 NORMAL_PHRASE, NORMAL_SUBJECT = "normal_phrase", "normal_subject"
 NEG, UNC, POS = "negation", "uncertainty", "positive"
 PARTICLE, COORDINATOR, SEPARATOR, END = "particle", "coordinator", "separator", "end"
 _CUES = (NEG, UNC, POS)
-_FINDINGS = (MENTION, NEGATIVE_PHRASE)
+_FINDINGS = (MENTION, NEGATIVE_PHRASE, OTHER)
 _SENTENCE_CACHE = 2**16
 
 
@@ -106,6 +108,8 @@ class Vocabulary:
             if isinstance(entry, dict) and entry.get("negative_phrases"):
                 where = f"{src}: labels.{label}.negative_phrases"
                 groups.append((NEGATIVE_PHRASE, label, _compile(entry["negative_phrases"], where)))
+        others = section(raw, "other_findings", "other_findings")
+        groups.append((OTHER, None, _compile(others, f"{src}: other_findings")))
         for kind, key in ((NORMAL_PHRASE, "phrases"), (NORMAL_SUBJECT, "subjects")):
             patterns = section(section(raw, "normal", "normal"), key, f"normal.{key}")
             groups.append((kind, None, _compile(patterns, f"{src}: normal.{key}")))
@@ -179,20 +183,21 @@ class Labeler:
     def label(self, text: str) -> dict[str, int]:
         """CheXpert labels mentioned in `text`: {label: 1 | 0 | -1}, in LABELS order."""
         values: dict[str, int] = {}
-        normal = False
+        mentioned = finding = False
         for sentence in self.vocabulary.sentence_end.split(unicodedata.normalize("NFKC", text)):
             if not sentence:
                 continue
             sentence_values, sentence_normal = self._sentence(sentence)
-            normal |= sentence_normal
+            mentioned |= sentence_normal or bool(sentence_values)
             for label, value in sentence_values:
+                if label != "Support Devices" and value in (POSITIVE, UNCERTAIN):
+                    finding = True
+                if label == OTHER:
+                    continue
                 old = values.get(label)
                 if old is None or _RANK[value] > _RANK[old]:
                     values[label] = value
-        pathology = {k: v for k, v in values.items() if k != "Support Devices"}
-        if (normal or NEGATIVE in pathology.values()) and not any(
-            v in (POSITIVE, UNCERTAIN) for v in pathology.values()
-        ):
+        if mentioned and not finding:
             values["No Finding"] = POSITIVE
         return {k: values[k] for k in LABELS if k in values}
 
@@ -216,8 +221,7 @@ class Labeler:
             elif it.kind == NORMAL_SUBJECT:
                 normal |= _resolve(items, i) == NEGATIVE
             elif it.kind in _FINDINGS:
-                assert it.label is not None
-                values.append((it.label, _modified_value(items, i)))
+                values.append((it.label or OTHER, _modified_value(items, i)))
         return tuple(values), normal
 
 
