@@ -25,23 +25,24 @@ _LOG_ZERO = -9999999999  # sacrebleu.utils.my_log(0)
 
 
 @lru_cache(maxsize=2**16)
-def ngram_counts(tokens: tuple[str, ...]) -> Counter:
-    """All 1..4-grams of a token sequence (sacrebleu's extract_all_word_ngrams)."""
-    return Counter(
-        tokens[i : i + n] for n in range(1, MAX_ORDER + 1) for i in range(len(tokens) - n + 1)
+def ngram_counts(tokens: tuple[str, ...]) -> tuple[Counter, ...]:
+    """Counts of the 1..4-grams of a token sequence, one Counter per order (the n-grams of
+    sacrebleu's extract_all_word_ngrams)."""
+    return tuple(
+        Counter(zip(*(tokens[i:] for i in range(n)), strict=False)) for n in range(1, MAX_ORDER + 1)
     )
 
 
 def bleu_stats(hyp: tuple[str, ...], ref: tuple[str, ...]) -> list[int]:
-    ref_ngrams = ngram_counts(ref)
     correct = [0] * MAX_ORDER
     total = [0] * MAX_ORDER
-    for ngram, count in ngram_counts(hyp).items():
-        n = len(ngram) - 1
-        total[n] += count
-        matched = ref_ngrams.get(ngram)
-        if matched:
-            correct[n] += min(count, matched)
+    for n, (hyp_ngrams, ref_ngrams) in enumerate(
+        zip(ngram_counts(hyp), ngram_counts(ref), strict=True)
+    ):
+        total[n] = max(len(hyp) - n, 0)
+        correct[n] = sum(
+            min(count, ref_ngrams[g]) for g, count in hyp_ngrams.items() if g in ref_ngrams
+        )
     return [len(hyp), len(ref), *correct, *total]
 
 
