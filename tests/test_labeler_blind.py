@@ -1,6 +1,8 @@
-"""A second set of realistic report sentences, written blind (before running the labeler on
-them): the first run got 39/40 (「心陰影も正常範囲内」: the particle も was missing from the
-vocabulary, since added). Kept as a regression set."""
+"""Realistic report sentences written blind (before running the labeler on them), kept as a
+regression set. First runs: set 1 got 39/40 (「心陰影も正常範囲内」: particle も missing);
+set 2, polite and longer sentences, got 25/30 (著変ありません / 変化はありません read as
+negation, organs named with 異常はありません, 透過性が低下, 低下しており、 clause ends).
+All were fixed in the vocabulary (chexpert_ja.yaml), not in code."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from jradievo_ray.scoring.labeler import LABELS, label_text
 
 NF, EC, CM, LO, LL, ED, CO, PN, AT, PX, PE, PO, FX, SD = LABELS
 
-CASES: list[tuple[str, dict[str, int]]] = [
+CASES_1: list[tuple[str, dict[str, int]]] = [
     ("両側下肺野に淡いすりガラス状陰影を認め、ウイルス性肺炎を疑う。", {LO: 1, PN: -1}),
     ("右肺門部に腫瘤影を認める。肺癌の可能性がある。", {LL: 1}),
     ("左CPアングルの鈍化あり、少量胸水と考えられる。", {PE: 1}),
@@ -52,6 +54,43 @@ CASES: list[tuple[str, dict[str, int]]] = [
     ("右肺に腫瘤性病変は指摘できない。", {LL: 0, NF: 1}),
     ("気胸の有無は判然としない。", {PX: -1}),
 ]
+
+CASES_2: list[tuple[str, dict[str, int]]] = [
+    ("所見：右下肺野に浸潤影を認めます。胸水はありません。", {LO: 1, PE: 0}),
+    ("診断：右下葉肺炎。", {PN: 1}),
+    ("前回（1週間前）と比較して、左胸水は増加しています。心拡大は著変ありません。", {PE: 1, CM: 1}),
+    ("両側肺門部から末梢に広がる浸潤影があり、肺水腫を第一に考えます。", {LO: 1, ED: -1}),
+    (
+        "気管挿管チューブ、経鼻胃管、右内頸静脈からの中心静脈カテーテルが留置されています。",
+        {SD: 1, NF: 1},
+    ),
+    ("胸腔ドレーンが左胸腔に挿入され、左気胸は縮小しています。", {SD: 1, PX: 1}),
+    ("左横隔膜のシルエットサインが陽性で、左下葉の無気肺が考えられます。", {AT: -1}),
+    ("右上葉に径2cm大の結節を認めます。精査をお勧めします。", {LL: 1}),
+    ("肺野に明らかな結節・腫瘤影は指摘できません。", {LL: 0, NF: 1}),
+    ("心胸郭比 60%、心拡大あり。肺うっ血あり。両側胸水あり。", {CM: 1, ED: 1, PE: 1}),
+    ("肋骨に明らかな骨折線は認めません。気胸もありません。", {FX: 0, PX: 0, NF: 1}),
+    ("縦隔陰影の拡大があり、大動脈解離の除外が必要です。", {EC: 1}),
+    ("右肺尖部に胸膜肥厚がみられますが、陳旧性変化と思われます。", {PO: 1}),
+    ("両側下肺野に線状影があり、板状無気肺と思われます。", {LO: 1, AT: -1}),
+    ("左下肺野の陰影は無気肺または胸水を反映している可能性があります。", {AT: -1, PE: -1}),
+    ("明らかな肺炎像はありません。", {PN: 0, NF: 1}),
+    ("右気胸あり、虚脱率は約30%です。", {PX: 1, AT: 1}),
+    ("ペースメーカーのリードの位置に変化はありません。", {SD: 1, NF: 1}),
+    ("肺野は清明です。心陰影、縦隔陰影に異常はありません。", {CM: 0, EC: 0, NF: 1}),
+    ("左肺全体の透過性が低下しており、大量胸水が疑われます。", {LO: 1, PE: -1}),
+    ("コンソリデーションの内部にエアブロンコグラムを認めます。", {CO: 1}),
+    ("びまん性のすりガラス影を認め、ニューモシスチス肺炎も鑑別となります。", {LO: 1, PN: -1}),
+    ("椎体の圧迫骨折は陳旧性と考えます。", {FX: -1}),
+    ("心拡大は軽度改善しています。", {CM: 1}),
+    ("右胸水は消失しました。", {PE: 0, NF: 1}),
+    ("肺水腫を示唆する所見は見られません。", {ED: 0, NF: 1}),
+    ("左肺に腫瘤影があり、原発性肺癌が強く疑われます。", {LL: 1}),
+    ("両肺に多発結節影を認め、転移性肺腫瘍を疑います。", {LL: 1}),
+    ("気胸の増悪はありません。", {PX: 1}),
+    ("胸水貯留なし、肺野清明、心拡大なし。", {PE: 0, CM: 0, NF: 1}),
+]
+CASES = CASES_1 + CASES_2
 
 
 def test_blind_set(capsys: pytest.CaptureFixture[str]) -> None:

@@ -49,6 +49,7 @@ _RANK = {NEGATIVE: 0, UNCERTAIN: 1, POSITIVE: 2}  # aggregation: 1 > -1 > 0
 
 # Item kinds.
 MENTION, NEGATIVE_PHRASE, OTHER = "mention", "negative_phrase", "other_finding"
+SUBJECT = "subject"  # an organ named for its finding (心陰影): counts only when negated
 NORMAL_PHRASE, NORMAL_SUBJECT = "normal_phrase", "normal_subject"
 NEG, UNC, POS = "negation", "uncertainty", "positive"
 PARTICLE, COORDINATOR, SEPARATOR, END = "particle", "coordinator", "separator", "end"
@@ -105,9 +106,10 @@ class Vocabulary:
         for label, entry in labels.items():
             mentions = section(entry, "mentions", f"labels.{label}.mentions")
             groups.append((MENTION, label, _compile(mentions, f"{src}: labels.{label}")))
-            if isinstance(entry, dict) and entry.get("negative_phrases"):
-                where = f"{src}: labels.{label}.negative_phrases"
-                groups.append((NEGATIVE_PHRASE, label, _compile(entry["negative_phrases"], where)))
+            for kind, key in ((NEGATIVE_PHRASE, "negative_phrases"), (SUBJECT, "subjects")):
+                if isinstance(entry, dict) and entry.get(key):
+                    where = f"{src}: labels.{label}.{key}"
+                    groups.append((kind, label, _compile(entry[key], where)))
         others = section(raw, "other_findings", "other_findings")
         groups.append((OTHER, None, _compile(others, f"{src}: other_findings")))
         for kind, key in ((NORMAL_PHRASE, "phrases"), (NORMAL_SUBJECT, "subjects")):
@@ -220,6 +222,8 @@ class Labeler:
                 normal = True
             elif it.kind == NORMAL_SUBJECT:
                 normal |= _resolve(items, i) == NEGATIVE
+            elif it.kind == SUBJECT and _resolve(items, i) == NEGATIVE:
+                values.append((it.label or OTHER, NEGATIVE))
             elif it.kind in _FINDINGS:
                 values.append((it.label or OTHER, _modified_value(items, i)))
         return tuple(values), normal
