@@ -9,9 +9,7 @@ from jradievo_ray.commands.score import add_scoring_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "compare", help="paired-bootstrap difference (B - A) of every metric, with CI and p"
-    )
+    p = sub.add_parser("compare", help="paired bootstrap of B - A for every metric (CI, p-value)")
     p.add_argument("--references", required=True, help='JSONL of {"id", "text"}')
     p.add_argument("a", help="predictions of system A (JSONL)")
     p.add_argument("b", help="predictions of system B (JSONL)")
