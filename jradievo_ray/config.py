@@ -90,9 +90,24 @@ class Bounds(Frozen):
 
 
 class MergeConfig(Frozen):
-    space: Literal["jradievo"] = Field(
+    space: Literal["jradievo", "layer_groups", "method"] = Field(
         default="jradievo",
-        description="Genome layout; 'jradievo' = drop rate, densities, weights, λ.",
+        description="Genome layout; 'jradievo' = drop rate, densities, weights, λ; "
+        "'layer_groups' = the same per contiguous layer group; 'method' = the numeric "
+        "parameters of `method` per source.",
+    )
+    groups: int = Field(default=4, ge=1, description="Layer groups of the layer_groups space.")
+    split_attn_mlp: bool = Field(
+        default=False, description="layer_groups: separate genes for attention and MLP."
+    )
+    trim: Literal["tensor", "global"] = Field(
+        default="tensor",
+        description="TIES trim threshold per tensor, or one per source over the whole model.",
+    )
+    method: str = Field(default="ties", description="Merge method of the 'method' space.")
+    method_bounds: dict[str, Bounds] = Field(
+        default_factory=dict,
+        description="'method' space: bounds per numeric parameter (defaults per parameter).",
     )
     sign_consensus: bool = Field(
         default=True, description="TIES sign election across task vectors (off = task arithmetic)."

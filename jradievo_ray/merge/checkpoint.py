@@ -20,9 +20,11 @@ class MergeError(UserError):
 
 
 def local_dir(path: str) -> Path:
-    """A model folder on this machine. `s3://` URIs need jradievo_ray.storage (not here yet)."""
+    """A model folder on this machine; `s3://` folders are fetched to the local cache."""
     if path.startswith("s3://"):
-        raise MergeError(f"{path}: s3:// model folders are not supported by the merge engine yet")
+        from jradievo_ray import storage
+
+        path = storage.materialize(path)
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise MergeError(f"{path}: model folder does not exist")

@@ -8,7 +8,10 @@ per tensor as [k, n], in `dtype`. Per genome (a MergeRecipe):
 
 combine = TIES sign election with mergekit's `ties` normalisation when
 `recipe.sign_consensus`, else the plain weighted sum (mergekit's `task_arithmetic`).
+trim is per tensor, or with one magnitude threshold per source over the whole model
+(`recipe.trim == "global"`, from histograms of |tau_i| built at load; see magnitudes.py).
 DARE's mask is seeded by (seed, tensor name), so a (recipe, seed) pair is one model.
+A MethodRecipe (generic space) runs any registered method on base + tau_i instead.
 
 Residency: "device" keeps base and task vectors on `device`; "host" keeps them in
 (pinned, on CUDA) host memory and streams each tensor to `device` while merging, the
@@ -27,7 +30,11 @@ import torch
 from jradievo_ray.genome import MergeRecipe
 from jradievo_ray.merge import ops
 from jradievo_ray.merge.checkpoint import Checkpoint, MergeError
+from jradievo_ray.merge.magnitudes import MagnitudeHistogram
+from jradievo_ray.merge.methods import Base, Inputs, get_method
 from jradievo_ray.merge.namemap import get_name_map, pair_tensors
+from jradievo_ray.merge.params import layer_index
+from jradievo_ray.method_space import MethodRecipe
 
 Residency = Literal["auto", "device", "host"]
 DEVICE_FRACTION = 0.8
@@ -36,6 +43,7 @@ DEVICE_FRACTION = 0.8
 @dataclass
 class _Resident:
     lm_name: str
+    stored: str  # its name in the VLM checkpoint
     vlm_forms: list[str]  # names a target dict may use for it, canonical first
     base: torch.Tensor  # flattened shared part, [n]
     deltas: torch.Tensor  # [k, n]
@@ -97,6 +105,7 @@ class ResidentMerger:
         store = self.device if residency == "device" else torch.device("cpu")
 
         self._tensors: list[_Resident] = []
+        self._magnitudes = MagnitudeHistogram(k, self.device)
         for pair in pairs:
             rows = pair.shared_rows
             base_t = base.get(base.stored_name(pair.lm_name), dtype, self.device)
@@ -108,12 +117,14 @@ class ResidentMerger:
                 src = ckpt.get(ckpt.stored_name(pair.lm_name), dtype, self.device)
                 torch.sub(src.reshape(-1), base_t.reshape(-1), out=deltas[i])
                 del src
+            self._magnitudes.add(deltas)
             forms = self.name_map.vlm_forms(pair.lm_name)
             if pair.vlm_name not in forms:
                 forms.append(pair.vlm_name)
             self._tensors.append(
                 _Resident(
                     lm_name=pair.lm_name,
+                    stored=pair.vlm_name,
                     vlm_forms=forms,
                     base=_store(base_t.reshape(-1), store, pin),
                     deltas=_store(deltas, store, pin),
@@ -122,6 +133,8 @@ class ResidentMerger:
                 )
             )
             del vlm_t, deltas, base_t
+        layers = [layer_index(t.lm_name) for t in self._tensors]
+        self.num_layers = max((i for i in layers if i is not None), default=-1) + 1
         biggest = max(numels)
         self._scratch = torch.empty(k * biggest, dtype=dtype, device=self.device)
         self._stage = (
@@ -134,13 +147,15 @@ class ResidentMerger:
         """Canonical VLM names of the merged tensors (transformers' state-dict form)."""
         return [t.vlm_forms[0] for t in self._tensors]
 
-    def _plan(self, recipe: MergeRecipe) -> tuple[torch.Tensor, list[float]]:
+    def _check(self, recipe: MergeRecipe | MethodRecipe) -> None:
         unknown = sorted(set(recipe.sources) - set(self.source_names))
         if unknown:
             raise MergeError(f"recipe names unknown sources: {', '.join(unknown)}")
-        if not 0 <= recipe.drop_rate < 1:
+        if isinstance(recipe, MergeRecipe) and not 0 <= recipe.drop_rate < 1:
             raise MergeError(f"drop_rate must lie in [0, 1), got {recipe.drop_rate}")
-        src = recipe.sources
+
+    def _source_params(self, recipe: MergeRecipe, lm_name: str) -> tuple[torch.Tensor, list]:
+        src = recipe.sources_for(lm_name, self.num_layers)
         weights = [src[n].weight if n in src else 0.0 for n in self.source_names]
         densities = [src[n].density if n in src else 1.0 for n in self.source_names]
         return torch.tensor(weights, dtype=torch.float64), densities
@@ -186,13 +201,15 @@ class ResidentMerger:
         t: _Resident,
         base: torch.Tensor,
         deltas: torch.Tensor,
-        recipe: MergeRecipe,
-        weights: torch.Tensor,
-        densities: list[float],
+        recipe: MergeRecipe | MethodRecipe,
         seed: int,
         out: torch.Tensor,
     ) -> None:
         """Write the merged shared part of `t` into `out` (flat, resident dtype and device)."""
+        if isinstance(recipe, MethodRecipe):
+            out.copy_(self._merge_method(t, base, deltas, recipe, seed).reshape(-1))
+            return
+        weights, densities = self._source_params(recipe, t.lm_name)
         simple = not recipe.sign_consensus and recipe.drop_rate == 0 and min(densities) >= 1
         if simple:
             alpha = (weights * recipe.scale).to(self.dtype).to(self.device)
@@ -201,18 +218,52 @@ class ResidentMerger:
         work = self._scratch[: deltas.numel()].view_as(deltas)
         work.copy_(deltas)
         ops.dare_(work, recipe.drop_rate, ops.tensor_generator(seed, t.lm_name, self.device))
-        ops.trim_(work, densities)
+        if recipe.trim == "global":
+            rescale = 1.0 / (1.0 - recipe.drop_rate)
+            thresholds = [
+                self._magnitudes.threshold(i, d) * rescale for i, d in enumerate(densities)
+            ]
+            ops.threshold_(work, thresholds)
+        else:
+            ops.trim_(work, densities)
         mixed = ops.combine(
             work, weights.to(self.device), recipe.sign_consensus, normalize=recipe.sign_consensus
         )
         torch.add(base, mixed, alpha=recipe.scale, out=out)
 
+    def _merge_method(
+        self,
+        t: _Resident,
+        base: torch.Tensor,
+        deltas: torch.Tensor,
+        recipe: MethodRecipe,
+        seed: int,
+    ) -> torch.Tensor:
+        method = get_method(recipe.method)
+        models = [(base + d).view(t.shape) for d in deltas]
+        shared = {p.name: recipe.parameters.get(p.name, p.default) for p in method.params}
+        per = {
+            p.name: [recipe.sources.get(n, {}).get(p.name, p.default) for n in self.source_names]
+            for p in method.params
+            if p.per_model
+        }
+        missing = [p for p, values in per.items() if any(v is ... for v in values)]
+        missing += [p for p, v in shared.items() if v is ... and p not in per]
+        if missing:
+            raise MergeError(f"recipe for {method.name} lacks parameter {missing[0]!r}")
+        base_in = None if method.base == Base.IGNORED else base.view(t.shape)
+        generator = ops.tensor_generator(seed, t.lm_name, self.device)
+        try:
+            return method.kernel(Inputs(t.lm_name, base_in, models, generator), shared, per)
+        except ValueError as exc:
+            raise MergeError(f"{method.name} on {t.lm_name}: {exc}") from None
+
     def merge_into(
-        self, recipe: MergeRecipe, targets: dict[str, torch.Tensor], seed: int = 0
+        self, recipe: MergeRecipe | MethodRecipe, targets: dict[str, torch.Tensor], seed: int = 0
     ) -> None:
         """Write the merged language tensors in place into `targets` (VLM names; other
         entries such as the vision tower are left alone)."""
-        weights, densities = self._plan(recipe)
+        self._check(recipe)
         resolved = {}
         for t in self._tensors:
             key = next((k for k in t.vlm_forms if k in targets), None)
@@ -235,29 +286,28 @@ class ResidentMerger:
                     and shared.is_contiguous()
                 )
                 if direct:
-                    self._merge_one(
-                        t, base, deltas, recipe, weights, densities, seed, shared.view(-1)
-                    )
+                    self._merge_one(t, base, deltas, recipe, seed, shared.view(-1))
                 else:
                     tmp = torch.empty_like(base)
-                    self._merge_one(t, base, deltas, recipe, weights, densities, seed, tmp)
+                    self._merge_one(t, base, deltas, recipe, seed, tmp)
                     shared.copy_(tmp.view(t.shape))
                 if t.extra is not None:
                     target[t.shape[0] :].copy_(t.extra)
 
     def merged_tensors(
-        self, recipe: MergeRecipe, seed: int = 0
+        self, recipe: MergeRecipe | MethodRecipe, seed: int = 0, stored_names: bool = False
     ) -> Iterator[tuple[str, torch.Tensor]]:
-        """(canonical VLM name, new merged tensor) pairs, for backends that copy weights."""
-        weights, densities = self._plan(recipe)
+        """(VLM name, new merged tensor) pairs, for backends that copy weights. Names are
+        the canonical (state-dict) ones, or as stored in the VLM's checkpoint."""
+        self._check(recipe)
         with torch.no_grad():
             for t, base, deltas in self._staged():
                 flat = torch.empty_like(base)
-                self._merge_one(t, base, deltas, recipe, weights, densities, seed, flat)
+                self._merge_one(t, base, deltas, recipe, seed, flat)
                 merged = flat.view(t.shape)
                 if t.extra is not None:
                     merged = torch.cat([merged, t.extra])
-                yield t.vlm_forms[0], merged
+                yield (t.stored if stored_names else t.vlm_forms[0]), merged
 
 
 def _store(tensor: torch.Tensor, device: torch.device, pin: bool) -> torch.Tensor:

@@ -58,7 +58,7 @@ def _lm_shapes(ckpt: Checkpoint) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-class _ShardWriter:
+class ShardWriter:
     def __init__(self, folder: Path, max_bytes: int = SHARD_BYTES):
         self.folder, self.max_bytes = folder, max_bytes
         self.pending: dict[str, torch.Tensor] = {}
@@ -91,6 +91,32 @@ class _ShardWriter:
             weight_map |= dict.fromkeys(names, final)
         index = {"metadata": {}, "weight_map": weight_map}
         (self.folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+
+
+def write_atomically(out_dir: str | Path, fill: Callable[[Path], None]) -> Path:
+    """Fill a fresh folder beside `out_dir`, then move it there; nothing is left on failure."""
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise MergeError(f"{out}: exists and is not empty")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        fill(tmp)
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def copy_side_files(src: Path, dst: Path) -> None:
+    """Everything of a model folder but its weights (config, tokenizer, processor ...)."""
+    for f in src.iterdir():
+        if f.is_file() and not f.name.endswith(WEIGHT_FILES):
+            shutil.copy2(f, dst / f.name)
 
 
 class FolderMerge:
@@ -213,25 +239,11 @@ class FolderMerge:
         device: str = "cpu",
         progress: Callable[[str], None] = print,
     ) -> Path:
-        out = Path(out_dir)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise MergeError(f"{out}: exists and is not empty")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        try:
-            self._write(tmp, seed, device, progress)
-            if out.exists():
-                out.rmdir()
-            tmp.rename(out)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return out
+        return write_atomically(out_dir, lambda tmp: self._write(tmp, seed, device, progress))
 
     def _write(self, tmp: Path, seed: int, device: str, progress: Callable[[str], None]) -> None:
         names = self.ref.names()
-        writer = _ShardWriter(tmp)
+        writer = ShardWriter(tmp)
         step = max(1, len(names) // 10)
         for i, name in enumerate(names, start=1):
             pair = self.pairs.get(name)
@@ -248,9 +260,7 @@ class FolderMerge:
         self._copy_side_files(tmp)
 
     def _copy_side_files(self, tmp: Path) -> None:
-        for f in self.ref.path.iterdir():
-            if f.is_file() and not f.name.endswith(WEIGHT_FILES) and f.name != "config.json":
-                shutil.copy2(f, tmp / f.name)
+        copy_side_files(self.ref.path, tmp)
         if self.tokenizer_dir is not None:
             for f in self.tokenizer_dir.glob("*token*"):
                 if f.is_file():

@@ -51,6 +51,13 @@ def trim_(work: torch.Tensor, densities: list[float]) -> None:
             row.mul_(mask)
 
 
+def threshold_(work: torch.Tensor, thresholds: list[float]) -> None:
+    """Global trim: per row, zero the entries whose magnitude is below the row's threshold."""
+    for row, thr in zip(work, thresholds, strict=True):
+        if thr > 0:
+            row.mul_(row.abs() >= thr)
+
+
 def combine(
     work: torch.Tensor, weights: torch.Tensor, consensus: bool, normalize: bool
 ) -> torch.Tensor:

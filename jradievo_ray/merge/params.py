@@ -16,11 +16,16 @@ from jradievo_ray.merge.checkpoint import MergeError
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 
 
-def layer_t(lm_name: str, num_layers: int) -> float:
+def layer_index(lm_name: str) -> int | None:
     m = _LAYER.search(lm_name)
-    if not m:
+    return int(m.group(1)) if m else None
+
+
+def layer_t(lm_name: str, num_layers: int) -> float:
+    i = layer_index(lm_name)
+    if i is None:
         return 0.0
-    return int(m.group(1)) / (num_layers - 1) if num_layers > 1 else 1.0
+    return i / (num_layers - 1) if num_layers > 1 else 1.0
 
 
 def _scalar(value: Any, kind: type, where: str) -> Any:
