@@ -52,7 +52,7 @@ MENTION, NEGATIVE_PHRASE, OTHER = "mention", "negative_phrase", "other_finding"
 SUBJECT = "subject"  # an organ named for its finding (心陰影): counts only when negated
 NORMAL_PHRASE, NORMAL_SUBJECT = "normal_phrase", "normal_subject"
 NEG, UNC, POS = "negation", "uncertainty", "positive"
-PARTICLE, COORDINATOR, SEPARATOR, END = "particle", "coordinator", "separator", "end"
+PARTICLE, COORDINATOR, SEPARATOR = "particle", "coordinator", "separator"
 _CUES = (NEG, UNC, POS)
 _FINDINGS = (MENTION, NEGATIVE_PHRASE, OTHER)
 _SENTENCE_CACHE = 2**16
@@ -123,18 +123,18 @@ class Vocabulary:
             (PARTICLE, "particles"),
             (COORDINATOR, "coordinators"),
             (SEPARATOR, "separators"),
-            (END, "sentence_ends"),
         ):
             groups.append((kind, None, _compile(section(raw, key, key), f"{src}: {key}")))
-        ends = "|".join(f"(?:{p})" for p in raw["sentence_ends"])
-        return cls(tuple(groups), re.compile(ends))
+        ends = section(raw, "sentence_ends", "sentence_ends")
+        _compile(ends, f"{src}: sentence_ends")  # validates
+        return cls(tuple(groups), re.compile("|".join(f"(?:{p})" for p in ends)))
 
-    def items(self, text: str) -> list[Item]:
-        """Leftmost-longest, non-overlapping matches of every kind, in text order."""
+    def items(self, sentence: str) -> list[Item]:
+        """Leftmost-longest, non-overlapping matches of every kind, in sentence order."""
         found = [
             Item(m.start(), m.end(1), kind, label)
             for kind, label, regex in self.groups
-            for m in regex.finditer(text)
+            for m in regex.finditer(sentence)
             if m.end(1) > m.start()
         ]
         found.sort(key=lambda it: (it.start, it.start - it.end))
@@ -148,13 +148,12 @@ class Vocabulary:
 
 
 def _resolve(items: list[Item], i: int) -> int:
-    """Value of the mention at items[i] from the cue chain after it (rules in the YAML)."""
+    """Value of the mention at items[i] (of one sentence) from the cue chain after it (rules
+    in the YAML)."""
     chain: list[str] = []
     after_particle = False
     for k in range(i + 1, len(items)):
         it = items[k]
-        if it.kind == END:
-            break
         if it.kind in _CUES:
             chain.append(it.kind)
         elif it.kind == PARTICLE:
