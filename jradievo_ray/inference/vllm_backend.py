@@ -211,7 +211,11 @@ class VllmGenerator:
         ]
 
     def close(self) -> None:
-        """Free the engine (its KV cache and weights) now rather than at garbage collection."""
+        """Free the engine (its KV cache and weights) now rather than at garbage collection.
+
+        Engines in one process share vLLM's global distributed state, which shutting one
+        down (here or when it is garbage-collected) tears down: keep one engine per
+        process, as an actor or the CLI does, or close them only at the end."""
         llm = self.__dict__.pop("_llm", None)
         if llm is not None:
             llm.llm_engine.engine_core.shutdown()
