@@ -1,0 +1,285 @@
+"""Per-genome evaluation time on the demo zoo: merge, weight load, generation, scoring, for
+
+  (a) transformers backend, merged in place into the live model;
+  (b) vLLM with an engine rebuilt per genome from a saved merged folder;
+  (c) vLLM with one engine and the merged weights swapped in place.
+
+Also the greedy-text parity of (a) and (c) on the same genomes (and, with --parity-split,
+on the VLM itself over a whole split). (b) and (c) need vLLM (scripts/install_vllm_cpu.sh).
+
+    python benchmarks/eval_throughput.py --json OUT.json [--zoo DIR] [--genomes 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from jradievo_ray.config import MergeConfig, ScoringConfig
+from jradievo_ray.data.manifest import load_manifest
+from jradievo_ray.genome import MergeRecipe, make_space
+from jradievo_ray.inference.base import GenerationRequest
+from jradievo_ray.merge.engine import ResidentMerger
+from jradievo_ray.scoring.fitness import score_reports
+
+PHASES = ("merge", "load", "generate", "score")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def recipes(names: list[str], n: int, seed: int) -> list[MergeRecipe]:
+    space = make_space(names, MergeConfig())
+    rng = random.Random(seed)
+    genomes = [space.encode_uniform()]
+    genomes += [[rng.uniform(b.low, b.high) for b in space.bounds] for _ in range(n - 1)]
+    return [space.decode(g) for g in genomes]
+
+
+def save_merged(vlm: Path, named, out: Path) -> None:
+    """A complete VLM folder with the merged language tensors (the folder's own names)."""
+    from jradievo_ray.inference.vllm_backend import plan_reload
+    from jradievo_ray.merge.namemap import get_name_map
+
+    tensors = load_file(str(vlm / "model.safetensors"))
+    items = list(named)
+    shapes = {n: tuple(t.shape) for n, t in tensors.items()}
+    stored = plan_reload(((n, tuple(t.shape)) for n, t in items), shapes, get_name_map("llava"))
+    for name, (_, tensor) in zip(stored, items, strict=True):
+        tensors[name] = tensor.contiguous()
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(vlm, out, ignore=shutil.ignore_patterns("*.safetensors"))
+    save_file(tensors, str(out / "model.safetensors"), {"format": "pt"})
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, zoo: Path):
+        self.args = args
+        self.zoo = zoo
+        self.vlm = zoo / "vlm"
+        studies = load_manifest(zoo / "data" / "search.jsonl", limit=args.studies)
+        self.requests = [
+            GenerationRequest(id=s.id, image=s.image, prompt=args.prompt) for s in studies
+        ]
+        self.references = [s.report_ja for s in studies]
+        self.scoring = ScoringConfig()
+        start = time.perf_counter()
+        self.merger = ResidentMerger(
+            base_path=str(zoo / "base"),
+            vlm_name="vlm",
+            vlm_path=str(self.vlm),
+            sources={"ja": str(zoo / "ja"), "med": str(zoo / "med")},
+        )
+        self.merger_setup = time.perf_counter() - start
+        self.recipes = recipes(self.merger.source_names, args.genomes, args.seed)
+
+    def run(
+        self, label: str, setup: Callable[[], object], per_genome: Callable
+    ) -> tuple[dict, list[list[str]]]:
+        start = time.perf_counter()
+        state = setup()
+        setup_s = time.perf_counter() - start
+        rows, texts = [], []
+        for i, recipe in enumerate(self.recipes):
+            row, out = per_genome(state, recipe)
+            t = time.perf_counter()
+            row["fitness"] = score_reports(out, self.references, self.scoring)["fitness"]
+            row["score"] = time.perf_counter() - t
+            row["total"] = sum(row[p] for p in PHASES)
+            rows.append(row)
+            texts.append(out)
+            log(f"[{label}] genome {i}: " + ", ".join(f"{p} {row[p]:.3f}s" for p in PHASES))
+        # Genome 0 pays one-off warm-up costs (first forward pass, allocator, caches).
+        steady = rows[1:] or rows
+        mean = {p: sum(r[p] for r in steady) / len(steady) for p in (*PHASES, "total")}
+        return {"setup_s": setup_s, "per_genome": rows, "mean_s": mean}, texts
+
+    def transformers(self):
+        from jradievo_ray.inference.transformers_backend import TransformersGenerator
+
+        a = self.args
+
+        def setup():
+            return TransformersGenerator(self.vlm, a.max_new_tokens, a.batch_size)
+
+        def genome(gen, recipe):
+            t0 = time.perf_counter()
+            self.merger.merge_into(recipe, gen.weight_targets())  # in place: no load step
+            t1 = time.perf_counter()
+            out = gen.generate(self.requests)
+            return {"merge": t1 - t0, "load": 0.0, "generate": time.perf_counter() - t1}, out
+
+        return self.run("a transformers", setup, genome)
+
+    def vllm_swap(self):
+        from jradievo_ray.inference.vllm_backend import VllmGenerator
+
+        a = self.args
+
+        engines = []
+
+        def setup():
+            engines.append(VllmGenerator(self.vlm, a.max_new_tokens, a.batch_size))
+            return engines[0]
+
+        def genome(gen, recipe):
+            t0 = time.perf_counter()
+            merged = list(self.merger.merged_tensors(recipe))
+            t1 = time.perf_counter()
+            gen.load_weights(merged)
+            t2 = time.perf_counter()
+            out = gen.generate(self.requests)
+            t3 = time.perf_counter()
+            return {"merge": t1 - t0, "load": t2 - t1, "generate": t3 - t2}, out
+
+        result = self.run("c vllm swap", setup, genome)
+        engines[0].close()
+        return result
+
+    def vllm_rebuild(self, workdir: Path):
+        from jradievo_ray.inference.vllm_backend import VllmGenerator
+
+        a = self.args
+
+        def genome(_, recipe):
+            t0 = time.perf_counter()
+            merged = list(self.merger.merged_tensors(recipe))
+            t1 = time.perf_counter()
+            folder = workdir / "merged"
+            save_merged(self.vlm, merged, folder)
+            gen = VllmGenerator(folder, a.max_new_tokens, a.batch_size)
+            t2 = time.perf_counter()
+            out = gen.generate(self.requests)
+            t3 = time.perf_counter()
+            gen.close()
+            return {"merge": t1 - t0, "load": t2 - t1, "generate": t3 - t2}, out
+
+        return self.run("b vllm rebuild", lambda: None, genome)
+
+
+def same_fraction(x: list[str], y: list[str]) -> float:
+    return sum(p == q for p, q in zip(x, y, strict=True)) / len(x)
+
+
+def split_parity(zoo: Path, split: str, args: argparse.Namespace) -> dict:
+    """transformers vs vLLM greedy texts of the zoo's VLM over a whole split."""
+    from jradievo_ray.inference.transformers_backend import TransformersGenerator
+    from jradievo_ray.inference.vllm_backend import VllmGenerator
+
+    studies = load_manifest(zoo / "data" / f"{split}.jsonl")
+    reqs = [GenerationRequest(id=s.id, image=s.image, prompt=args.prompt) for s in studies]
+    hf = TransformersGenerator(zoo / "vlm", args.max_new_tokens, args.batch_size).generate(reqs)
+    gen = VllmGenerator(zoo / "vlm", args.max_new_tokens, args.batch_size)
+    vl = gen.generate(reqs)
+    gen.close()
+    differ = [
+        {"id": r.id, "transformers": x, "vllm": y}
+        for r, x, y in zip(reqs, hf, vl, strict=True)
+        if x != y
+    ]
+    return {"split": split, "n": len(reqs), "identical": same_fraction(hf, vl), "differ": differ}
+
+
+def main() -> int:
+    from jradievo_ray.config import InferenceConfig
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--json", required=True, help="write results here")
+    p.add_argument("--zoo", help="zoo folder (default: the cached demo zoo, built if missing)")
+    p.add_argument("--genomes", type=int, default=4, help="genomes per backend (first: uniform)")
+    p.add_argument("--studies", type=int, default=50, help="search studies per genome")
+    p.add_argument("--max-new-tokens", type=int, default=InferenceConfig().max_new_tokens)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--backends", default="a,b,c", help="subset of a,b,c")
+    p.add_argument("--parity-split", help="also compare (a) and (c) on the VLM over a split")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    args = p.parse_args()
+    args.prompt = InferenceConfig().prompt
+    torch.set_num_threads(args.threads)  # before vLLM pins it
+
+    if args.zoo:
+        zoo = Path(args.zoo)
+    else:
+        from jradievo_ray.zoo import ensure_zoo
+
+        zoo = ensure_zoo()
+    backends = set(args.backends.split(","))
+    bench = Bench(args, zoo)
+    result: dict = {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "torch_threads": args.threads,
+            "torch": torch.__version__,
+            "device": "cpu",
+        },
+        "zoo": str(zoo),
+        "genomes": args.genomes,
+        "studies": len(bench.requests),
+        "max_new_tokens": args.max_new_tokens,
+        "merger_setup_s": bench.merger_setup,
+        "backends": {},
+    }
+    texts = {}
+    # (b) shuts engines down, which tears down vLLM's in-process state: it runs last.
+    if "a" in backends:
+        result["backends"]["a_transformers"], texts["a"] = bench.transformers()
+    if backends & {"b", "c"}:
+        import vllm
+
+        result["machine"]["vllm"] = vllm.__version__
+    if "c" in backends:
+        result["backends"]["c_vllm_swap"], texts["c"] = bench.vllm_swap()
+    if "b" in backends:
+        with tempfile.TemporaryDirectory() as tmp:
+            result["backends"]["b_vllm_rebuild"], texts["b"] = bench.vllm_rebuild(Path(tmp))
+    for x, y in (("a", "c"), ("b", "c")):
+        if x in texts and y in texts:
+            pairs = zip(texts[x], texts[y], strict=True)
+            result[f"parity_{x}_{y}"] = [same_fraction(p, q) for p, q in pairs]
+    if args.parity_split:
+        result["split_parity"] = split_parity(zoo, args.parity_split, args)
+
+    means = {k: v["mean_s"]["total"] for k, v in result["backends"].items()}
+    ratios = {}
+    if "b_vllm_rebuild" in means and "c_vllm_swap" in means:
+        ratios["rebuild_over_swap"] = means["b_vllm_rebuild"] / means["c_vllm_swap"]
+    if "a_transformers" in means and "c_vllm_swap" in means:
+        ratios["transformers_over_swap"] = means["a_transformers"] / means["c_vllm_swap"]
+    result["ratios"] = ratios
+    Path(args.json).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+
+    print(f"{'backend':<16}" + "".join(f"{p:>10}" for p in (*PHASES, "total")) + "  (s/genome)")
+    for name, r in result["backends"].items():
+        m = r["mean_s"]
+        print(f"{name:<16}" + "".join(f"{m[p]:>10.3f}" for p in (*PHASES, "total")))
+    for name, value in ratios.items():
+        print(f"{name}: {value:.1f}x")
+    for key in ("parity_a_c", "parity_b_c"):
+        if key in result:
+            print(f"{key}: " + ", ".join(f"{v:.0%}" for v in result[key]))
+    if "split_parity" in result:
+        sp = result["split_parity"]
+        print(f"VLM parity on {sp['split']}: {sp['identical']:.1%} of {sp['n']}")
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
