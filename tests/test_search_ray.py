@@ -13,6 +13,7 @@ from jradievo_ray.errors import UserError
 from jradievo_ray.search import checkpoint
 from jradievo_ray.search.actors import ActorPool, ActorStartError
 from jradievo_ray.search.loop import WORST_FITNESS
+from jradievo_ray.search.resources import ActorResources
 from jradievo_ray.search.run import run_search
 
 ray.cloudpickle.register_pickle_by_value(toy_evaluator)
@@ -76,7 +77,7 @@ def test_dead_actor_is_replaced_and_its_genome_retried(ray_local, tmp_path):
     marker = tmp_path / "died"
     factory = functools.partial(toy_evaluator.ToyEvaluator, die_above=0.0, marker=str(marker))
     logs = []
-    pool = ActorPool(factory, size=2, num_cpus=0.5, num_gpus=0, max_retries=2, log=logs.append)
+    pool = ActorPool(factory, 2, ActorResources(0.5, 0), max_retries=2, log=logs.append)
     genomes = [[0.5] * 8, [0.1] * 8, [0.3] * 8]
     results = pool.map([("evaluate_genome", (g,)) for g in genomes])
     pool.shutdown()
@@ -118,6 +119,8 @@ def test_refuses_to_overwrite_or_resume_nothing(ray_local, tmp_path):
 
 
 def test_actor_that_cannot_start_stops_the_search_clearly(ray_local):
-    pool = ActorPool(functools.partial(toy_evaluator.ToyEvaluator, bad=True), 1, 0.5, 0, 2)
+    pool = ActorPool(
+        functools.partial(toy_evaluator.ToyEvaluator, bad=True), 1, ActorResources(0.5, 0), 2
+    )
     with pytest.raises(ActorStartError, match="could not start"):
         pool.map([("evaluate_genome", ([0.5] * 8,))])

@@ -13,6 +13,10 @@ from typing import Any
 
 import ray
 from ray.exceptions import RayActorError
+from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from jradievo_ray.search.resources import ActorResources
 
 
 class ActorStartError(RuntimeError):
@@ -44,21 +48,45 @@ class ActorPool:
         self,
         factory: Callable[[], Any],
         size: int,
-        num_cpus: float,
-        num_gpus: float,
+        resources: ActorResources,
         max_retries: int,
         log: Callable[[str], None] = print,
     ):
-        self._remote = ray.remote(EvalActor).options(num_cpus=num_cpus, num_gpus=num_gpus)
+        self._remote = ray.remote(EvalActor).options(
+            num_cpus=resources.num_cpus, num_gpus=resources.num_gpus
+        )
         self._factory = factory
-        self._threads = max(1, int(num_cpus))
+        self._resources = resources
+        self._threads = max(1, int(resources.num_cpus))
         self.max_retries = max_retries
         self.log = log
-        self.actors = [self._spawn() for _ in range(size)]
+        self._groups: list[PlacementGroup | None] = []
+        self.actors = []
+        for _ in range(size):
+            actor, group = self._spawn()
+            self.actors.append(actor)
+            self._groups.append(group)
         self.replaced = 0
 
-    def _spawn(self):
-        return self._remote.remote(self._factory, self._threads)
+    def _spawn(self) -> tuple[Any, PlacementGroup | None]:
+        """A new actor; one owning several GPUs gets them together on one node."""
+        if self._resources.num_gpus <= 1:
+            return self._remote.remote(self._factory, self._threads), None
+        group = placement_group(self._resources.bundles, strategy=self._resources.strategy)
+        strategy = PlacementGroupSchedulingStrategy(
+            placement_group=group, placement_group_capture_child_tasks=True
+        )
+        actor = self._remote.options(scheduling_strategy=strategy).remote(
+            self._factory, self._threads
+        )
+        return actor, group
+
+    def _replace(self, a: int) -> None:
+        old = self._groups[a]
+        self.actors[a], self._groups[a] = self._spawn()
+        if old is not None:
+            remove_placement_group(old)
+        self.replaced += 1
 
     def map(
         self,
@@ -87,8 +115,7 @@ class ActorPool:
                         raise ActorStartError(f"evaluation actor could not start: {exc}") from None
                     attempts[i] += 1
                     self.log(f"actor {a} lost ({type(exc).__name__}); replacing it")
-                    self.actors[a] = self._spawn()
-                    self.replaced += 1
+                    self._replace(a)
                     idle.append(a)
                     if attempts[i] <= self.max_retries:
                         pending.appendleft(i)
@@ -104,3 +131,6 @@ class ActorPool:
     def shutdown(self) -> None:
         for actor in self.actors:
             ray.kill(actor)
+        for group in self._groups:
+            if group is not None:
+                remove_placement_group(group)

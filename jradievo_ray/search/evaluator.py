@@ -10,46 +10,13 @@ import random
 import time
 from typing import Any
 
-import torch
-
 from jradievo_ray.config import Config
 from jradievo_ray.data.manifest import Study, load_manifest
 from jradievo_ray.genome import MergeRecipe, make_space
 from jradievo_ray.inference.base import GenerationRequest, Generator
+from jradievo_ray.inference.factory import DTYPES, build_generator, resolve_device
 from jradievo_ray.scoring.fitness import per_finding_f1, score_reports
 from jradievo_ray.search.prepare import localize
-
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def pick_device(setting: str) -> str:
-    if setting == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return setting
-
-
-def make_generator(cfg: Config, device: str) -> Generator:
-    inf = cfg.inference
-    dtype = DTYPES[cfg.models.dtype]
-    if inf.backend == "vllm":
-        from jradievo_ray.inference.vllm_backend import VllmGenerator
-
-        return VllmGenerator(
-            cfg.models.vlm.path,
-            max_new_tokens=inf.max_new_tokens,
-            batch_size=inf.batch_size,
-            dtype=dtype,
-            tensor_parallel_size=inf.tensor_parallel_size,
-        )
-    from jradievo_ray.inference.transformers_backend import TransformersGenerator
-
-    return TransformersGenerator(
-        cfg.models.vlm.path,
-        max_new_tokens=inf.max_new_tokens,
-        batch_size=inf.batch_size,
-        device=device,
-        dtype=dtype,
-    )
 
 
 def make_merger(cfg: Config, device: str):
@@ -64,6 +31,7 @@ def make_merger(cfg: Config, device: str):
         name_map=models.name_map,
         device=device,
         dtype=DTYPES[models.dtype],
+        residency=models.residency,
     )
 
 
@@ -85,9 +53,18 @@ class GenomeEvaluator:
         self.cfg = cfg
         models = cfg.models
         self.space = make_space([m.name for m in models.merge_sources], cfg.merge)
-        device = pick_device(models.device)
+        device = resolve_device(models.device)
         self.merger = merger or make_merger(cfg, device)
-        self.generator = generator or make_generator(cfg, device)
+        inf = cfg.inference
+        self.generator = generator or build_generator(
+            inf.backend,
+            models.vlm.path,
+            max_new_tokens=inf.max_new_tokens,
+            batch_size=inf.batch_size,
+            device=device,
+            dtype=models.dtype,
+            tensor_parallel_size=inf.tensor_parallel_size,
+        )
         self.targets = self.generator.weight_targets()
         self.splits: dict[str, list[Study]] = {
             "search": load_manifest(cfg.data.search, limit=cfg.data.search_limit)

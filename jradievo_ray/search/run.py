@@ -19,6 +19,7 @@ from jradievo_ray.search import checkpoint, heldout
 from jradievo_ray.search.actors import ActorPool
 from jradievo_ray.search.evaluator import GenomeEvaluator
 from jradievo_ray.search.loop import SearchLoop
+from jradievo_ray.search.resources import actor_resources, check_fits, cluster_demand
 from jradievo_ray.tracking import Tracker, default_uri
 
 RESULT = "result.json"
@@ -86,17 +87,13 @@ def run_search(
         tracker.log_params(config_to_dict(cfg))
     log(f"MLflow run {tracker.run_id} at {uri}")
 
+    actor = actor_resources(cfg.inference, cfg.resources)
     init_ray(cfg.resources.ray_address)
-    res = cfg.resources
+    import ray
+
+    check_fits(cluster_demand(actor, cfg.resources.num_actors), ray.cluster_resources())
     factory = evaluator_factory or functools.partial(GenomeEvaluator, cfg)
-    pool = ActorPool(
-        factory,
-        res.num_actors,
-        res.num_cpus_per_actor,
-        res.num_gpus_per_actor,
-        res.max_retries,
-        log,
-    )
+    pool = ActorPool(factory, cfg.resources.num_actors, actor, cfg.resources.max_retries, log)
 
     def on_generation(row: dict[str, Any], st: checkpoint.SearchState) -> None:
         metrics = {f"fitness_{k}": row[k] for k in ("max", "mean", "min")}
