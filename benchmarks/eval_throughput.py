@@ -18,6 +18,7 @@ import os
 import platform
 import random
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -103,10 +104,11 @@ class Bench:
             rows.append(row)
             texts.append(out)
             log(f"[{label}] genome {i}: " + ", ".join(f"{p} {row[p]:.3f}s" for p in PHASES))
-        # Genome 0 pays one-off warm-up costs (first forward pass, allocator, caches).
+        # Genome 0 pays one-off warm-up costs (first forward pass, allocator, caches); the
+        # median resists other processes' bursts on a shared machine.
         steady = rows[1:] or rows
-        mean = {p: sum(r[p] for r in steady) / len(steady) for p in (*PHASES, "total")}
-        return {"setup_s": setup_s, "per_genome": rows, "mean_s": mean}, texts
+        median = {p: statistics.median(r[p] for r in steady) for p in (*PHASES, "total")}
+        return {"setup_s": setup_s, "per_genome": rows, "median_s": median}, texts
 
     def transformers(self):
         from jradievo_ray.inference.transformers_backend import TransformersGenerator
@@ -228,6 +230,7 @@ def main() -> int:
             "torch_threads": args.threads,
             "torch": torch.__version__,
             "device": "cpu",
+            "loadavg_start": os.getloadavg(),
         },
         "zoo": str(zoo),
         "genomes": args.genomes,
@@ -256,18 +259,20 @@ def main() -> int:
     if args.parity_split:
         result["split_parity"] = split_parity(zoo, args.parity_split, args)
 
-    means = {k: v["mean_s"]["total"] for k, v in result["backends"].items()}
+    result["machine"]["loadavg_end"] = os.getloadavg()
+    medians = {k: v["median_s"]["total"] for k, v in result["backends"].items()}
     ratios = {}
-    if "b_vllm_rebuild" in means and "c_vllm_swap" in means:
-        ratios["rebuild_over_swap"] = means["b_vllm_rebuild"] / means["c_vllm_swap"]
-    if "a_transformers" in means and "c_vllm_swap" in means:
-        ratios["transformers_over_swap"] = means["a_transformers"] / means["c_vllm_swap"]
+    if "b_vllm_rebuild" in medians and "c_vllm_swap" in medians:
+        ratios["rebuild_over_swap"] = medians["b_vllm_rebuild"] / medians["c_vllm_swap"]
+    if "a_transformers" in medians and "c_vllm_swap" in medians:
+        ratios["transformers_over_swap"] = medians["a_transformers"] / medians["c_vllm_swap"]
     result["ratios"] = ratios
     Path(args.json).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
 
-    print(f"{'backend':<16}" + "".join(f"{p:>10}" for p in (*PHASES, "total")) + "  (s/genome)")
+    header = "".join(f"{p:>10}" for p in (*PHASES, "total"))
+    print(f"{'backend':<16}{header}  (median s/genome)")
     for name, r in result["backends"].items():
-        m = r["mean_s"]
+        m = r["median_s"]
         print(f"{name:<16}" + "".join(f"{m[p]:>10.3f}" for p in (*PHASES, "total")))
     for name, value in ratios.items():
         print(f"{name}: {value:.1f}x")
