@@ -38,6 +38,16 @@ from jradievo_ray.scoring.fitness import score_reports
 PHASES = ("merge", "load", "generate", "score")
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -225,7 +235,7 @@ def main() -> int:
     result: dict = {
         "machine": {
             "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
+            "processor": cpu_model(),
             "cpus": os.cpu_count(),
             "torch_threads": args.threads,
             "torch": torch.__version__,

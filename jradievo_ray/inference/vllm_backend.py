@@ -150,7 +150,8 @@ class VllmGenerator:
         gpu_memory_utilization: float = GPU_MEMORY_UTILIZATION,
     ):
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        # vLLM's CPU build warns about kernels and LD_PRELOAD on every engine build.
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
         from vllm import LLM, SamplingParams
         from vllm.platforms import current_platform
 
