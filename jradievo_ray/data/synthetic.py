@@ -200,6 +200,19 @@ def write_report(findings: Iterable[str], rng: random.Random, lang: str) -> str:
     return (" " if lang == "en" else "").join(sentences)
 
 
+def sentence_pairs(findings: Iterable[str], rng: random.Random) -> list[tuple[str, str]]:
+    """(English, Japanese) translations of one sentence per finding, and of one denial."""
+    pairs = []
+    for f in findings:
+        en, ja = _NORMAL if f == NORMAL else _POSITIVE[kind(f)]
+        i = rng.randrange(min(len(en), len(ja)))
+        pairs.append((_fill(en[i], f, "en"), _fill(ja[rng.randrange(len(ja))], f, "ja")))
+    k = rng.choice(list(_NEGATIVE))
+    en, ja = _NEGATIVE[k]
+    pairs.append((rng.choice(en), rng.choice(ja)))
+    return pairs
+
+
 def code_line(findings: Iterable[str]) -> str:
     return " ".join(CODES[f] for f in findings)
 

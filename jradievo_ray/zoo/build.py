@@ -7,6 +7,7 @@ a half cache.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import shutil
 import sys
@@ -17,9 +18,10 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from transformers import LlamaForCausalLM, LlavaForConditionalGeneration
+from transformers import LlamaForCausalLM, LlavaForConditionalGeneration, PreTrainedTokenizerFast
 
 from jradievo_ray import paths
+from jradievo_ray.data import synthetic
 from jradievo_ray.data.manifest import load_manifest
 from jradievo_ray.data.synthetic import FINDINGS, NORMAL, write_dataset
 from jradievo_ray.zoo.corpus import PROMPT_EN, Doc, base_docs, ja_docs, med_docs, tokenizer_texts
@@ -35,8 +37,10 @@ from jradievo_ray.zoo.models import (
 from jradievo_ray.zoo.tokenizer import train_tokenizer
 from jradievo_ray.zoo.train import encode, pretrain_vision, train_lm, train_vlm
 
-ZOO_VERSION = "v1"
+ZOO_VERSION = "v2"
 ZOO_PREFIX = "zoo:"
+# The code that decides what the zoo contains: any change to it means a new cache folder.
+_ZOO_SOURCES = [*sorted(Path(__file__).parent.glob("*.py")), Path(synthetic.__file__)]
 
 
 @dataclass(frozen=True)
@@ -45,25 +49,32 @@ class Recipe:
 
     vocab: int = 2000
     base_docs: int = 6000
-    base_steps: int = 700
+    base_steps: int = 500
     base_lr: float = 3e-3
     ja_docs: int = 3000
-    ja_steps: int = 250
+    ja_steps: int = 200
     ja_lr: float = 1e-3
     med_docs: int = 3000
-    med_steps: int = 250
+    med_steps: int = 200
     med_lr: float = 1e-3
-    vision_steps: int = 300
+    vision_steps: int = 200
     vision_lr: float = 2e-3
-    align_steps: int = 350
+    align_steps: int = 300
     align_lr: float = 2e-3
-    joint_steps: int = 120
+    joint_steps: int = 100
     joint_lm_lr: float = 2e-4
     batch: int = 32
 
 
+def version_tag() -> str:
+    digest = hashlib.sha256()
+    for path in _ZOO_SOURCES:
+        digest.update(path.name.encode() + path.read_bytes())
+    return f"{ZOO_VERSION}-{digest.hexdigest()[:10]}"
+
+
 def default_dir(seed: int = 0) -> Path:
-    return paths.home() / "zoo" / f"{ZOO_VERSION}-seed{seed}"
+    return paths.home() / "zoo" / f"{version_tag()}-seed{seed}"
 
 
 def _log(msg: str) -> None:
@@ -73,6 +84,25 @@ def _log(msg: str) -> None:
 def _finding_targets(findings: list[list[str]]) -> torch.Tensor:
     labels = [*FINDINGS, NORMAL]
     return torch.tensor([[float(x in f) for x in labels] for f in findings])
+
+
+TEXT_SOURCES = {"ja": ja_docs, "med": med_docs}
+
+
+def train_text_source(
+    base: LlamaForCausalLM,
+    tokenizer: PreTrainedTokenizerFast,
+    name: str,
+    seed: int,
+    shape: Shape,
+    recipe: Recipe,
+) -> LlamaForCausalLM:
+    """Fine-tune a copy of the base on one text source's corpus."""
+    model = copy.deepcopy(base)
+    n_docs, steps, lr = (getattr(recipe, f"{name}_{k}") for k in ("docs", "steps", "lr"))
+    docs = encode(tokenizer, TEXT_SOURCES[name](n_docs, seed), shape.image_tokens)
+    train_lm(model, docs, tokenizer.pad_token_id, steps, lr, recipe.batch, seed + 1, _log, name)
+    return model
 
 
 def _train_all(out: Path, seed: int, shape: Shape, recipe: Recipe) -> None:
@@ -89,13 +119,8 @@ def _train_all(out: Path, seed: int, shape: Shape, recipe: Recipe) -> None:
     train_lm(base, docs, pad, recipe.base_steps, recipe.base_lr, recipe.batch, seed, _log, "base")
     save_llama(base, tokenizer, out / "base")
 
-    for name, make, steps, lr in (
-        ("ja", ja_docs, recipe.ja_steps, recipe.ja_lr),
-        ("med", med_docs, recipe.med_steps, recipe.med_lr),
-    ):
-        model = copy.deepcopy(base)
-        docs = encode(tokenizer, make(getattr(recipe, f"{name}_docs"), seed), shape.image_tokens)
-        train_lm(model, docs, pad, steps, lr, recipe.batch, seed + 1, _log, name)
+    for name in TEXT_SOURCES:
+        model = train_text_source(base, tokenizer, name, seed, shape, recipe)
         save_llama(model, tokenizer, out / name)
     _log(f"text models done ({time.perf_counter() - t0:.0f}s)")
 
@@ -124,7 +149,7 @@ def _train_all(out: Path, seed: int, shape: Shape, recipe: Recipe) -> None:
     (out / "zoo.json").write_text(
         json.dumps(
             {
-                "version": ZOO_VERSION,
+                "version": version_tag(),
                 "seed": seed,
                 "seconds": round(seconds, 1),
                 "shape": asdict(shape),

@@ -2,10 +2,13 @@
 
 Who learns what, so that only a merge can write grounded Japanese reports:
 - base: general bilingual text: English and Japanese reports (unpaired), parallel
-  English/Japanese sentences, and language-neutral finding codes beside English reports.
+  English/Japanese reports, and language-neutral finding codes beside English reports (no
+  chat format: a base that maps codes to reports in the chat format lets the Japanese LM
+  alone read the projected image, and merging then adds nothing).
 - ja: Japanese instructions in the chat format: codes + the Japanese prompt -> Japanese report
   (it never sees an image).
-- med: English clinical text: codes -> English report, and an English/Japanese finding glossary.
+- med: English clinical text: codes -> English report, English/Japanese finding sentence
+  pairs and a glossary.
 - vlm (see train.py): image + English prompt -> English report; never Japanese text.
 """
 
@@ -15,7 +18,7 @@ import random
 from dataclasses import dataclass
 
 from jradievo_ray.config import InferenceConfig
-from jradievo_ray.data.synthetic import Case, code_line, make_cases, write_report
+from jradievo_ray.data.synthetic import Case, code_line, make_cases, sentence_pairs, write_report
 
 PROMPT_JA: str = InferenceConfig.model_fields["prompt"].default
 PROMPT_EN = "Describe the findings of this chest X-ray in English."
@@ -98,8 +101,12 @@ def med_docs(n: int, seed: int) -> list[Doc]:
     docs = []
     for case in make_cases("med-text", n, seed):
         en, _ = _reports(case)
-        if rng.random() < 0.7:
+        r = rng.random()
+        if r < 0.5:
             docs.append(Doc(f"Tags: {code_line(case.findings)}\nReport: {en}"))
+        elif r < 0.85:
+            pairs = sentence_pairs(case.findings, rng)
+            docs.append(Doc("\n".join(f"{a} = {b}" for a, b in pairs)))
         else:
             en_t, ja_t = rng.choice(GLOSSARY)
             docs.append(Doc(f"{en_t} = {ja_t}"))
@@ -114,7 +121,7 @@ def tokenizer_texts(n: int, seed: int) -> list[str]:
         "USER: ASSISTANT:",
         "Tags: x\nReport: x\nEnglish: x\n日本語: x\n",
     ]
-    texts += [f"{a} {b}" for a, b in GENERAL + GLOSSARY]
+    texts += [f"{a} = {b}" for a, b in GENERAL + GLOSSARY]
     for case in make_cases("tok-text", n, seed):
         en, ja = _reports(case)
         texts += [en, ja, code_line(case.findings)]
