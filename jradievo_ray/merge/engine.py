@@ -147,6 +147,13 @@ class ResidentMerger:
         """Canonical VLM names of the merged tensors (transformers' state-dict form)."""
         return [t.vlm_forms[0] for t in self._tensors]
 
+    def language_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Canonical VLM name -> full shape (extra VLM rows included) of each merged tensor."""
+        return {
+            t.vlm_forms[0]: (t.shape[0] + (0 if t.extra is None else len(t.extra)), *t.shape[1:])
+            for t in self._tensors
+        }
+
     def _check(self, recipe: MergeRecipe | MethodRecipe) -> None:
         unknown = sorted(set(recipe.sources) - set(self.source_names))
         if unknown:
@@ -210,26 +217,28 @@ class ResidentMerger:
             out.copy_(self._merge_method(t, base, deltas, recipe, seed).reshape(-1))
             return
         weights, densities = self._source_params(recipe, t.lm_name)
-        simple = not recipe.sign_consensus and recipe.drop_rate == 0 and min(densities) >= 1
-        if simple:
-            alpha = (weights * recipe.scale).to(self.dtype).to(self.device)
-            torch.addmv(base, deltas.t(), alpha, out=out)
+        if not recipe.sign_consensus and recipe.drop_rate == 0 and min(densities) >= 1:
+            # task arithmetic: one fused pass, base + (scale * w) @ deltas (near memory speed)
+            alpha = (weights * recipe.scale).to(device=self.device, dtype=self.dtype)
+            torch.addmm(base.view(1, -1), alpha.view(1, -1), deltas, out=out.view(1, -1))
             return
-        work = self._scratch[: deltas.numel()].view_as(deltas)
-        work.copy_(deltas)
-        ops.dare_(work, recipe.drop_rate, ops.tensor_generator(seed, t.lm_name, self.device))
-        if recipe.trim == "global":
-            rescale = 1.0 / (1.0 - recipe.drop_rate)
-            thresholds = [
-                self._magnitudes.threshold(i, d) * rescale for i, d in enumerate(densities)
-            ]
-            ops.threshold_(work, thresholds)
+        if recipe.drop_rate > 0 or min(densities) < 1:
+            work = self._scratch[: deltas.numel()].view_as(deltas)
+            work.copy_(deltas)
+            gen = ops.tensor_generator(seed, t.lm_name, self.device)
+            ops.dare_(work, recipe.drop_rate, gen)
+            if recipe.trim == "global":
+                rescale = 1.0 / (1.0 - recipe.drop_rate)
+                thresholds = [
+                    self._magnitudes.threshold(i, d) * rescale for i, d in enumerate(densities)
+                ]
+                ops.threshold_(work, thresholds)
+            else:
+                ops.trim_(work, densities)
         else:
-            ops.trim_(work, densities)
-        mixed = ops.combine(
-            work, weights.to(self.device), recipe.sign_consensus, normalize=recipe.sign_consensus
-        )
-        torch.add(base, mixed, alpha=recipe.scale, out=out)
+            work = deltas  # read only below
+        consensus = recipe.sign_consensus
+        ops.merge_into_(work, weights, consensus, consensus, base, recipe.scale, out)
 
     def _merge_method(
         self,

@@ -22,13 +22,18 @@ def merge_deltas(
     normalize: bool,
     lam: float,
 ) -> torch.Tensor:
-    """base + lambda * combine(weights * deltas); `deltas` [k, ...] is scaled in place."""
-    mixed = ops.combine(
-        deltas.reshape(len(weights), -1), torch.tensor(weights), consensus, normalize
-    ).reshape(base.shape)
-    if lam != 1:
-        mixed *= lam
-    return (base + mixed).to(base.dtype)
+    """base + lambda * combine(weights * deltas) for deltas [k, *base.shape]."""
+    out = torch.empty_like(base)
+    ops.merge_into_(
+        deltas.reshape(len(weights), -1),
+        torch.tensor(weights, dtype=torch.float64),
+        consensus,
+        normalize,
+        base.reshape(-1),
+        lam,
+        out.view(-1),
+    )
+    return out
 
 
 def _kernel(
