@@ -61,9 +61,11 @@ def check_settings(
             raise UserError(f"{name}: must be >= 1, got {value}")
     if backend == "transformers" and tensor_parallel_size != 1:
         raise UserError("tensor_parallel_size: only the vllm backend splits a model over GPUs")
-    if backend == "vllm" and device not in ("auto", "cuda"):
+    if backend == "vllm" and device not in ("auto", "cuda", "cpu"):
         # vLLM picks its platform (CUDA build or CPU build) itself.
         raise UserError(f"device: the vllm backend chooses its own device, got {device!r}")
+    if backend == "vllm" and device == "cpu" and torch.cuda.is_available():
+        raise UserError("device: cpu, but vLLM runs on the visible GPU; use auto or cuda")
 
 
 def build_generator(
@@ -75,9 +77,11 @@ def build_generator(
     device: str = "auto",
     dtype: str = "float32",
     tensor_parallel_size: int = 1,
+    name_map: str | dict = "llava",
 ) -> Generator:
     """A ready generator for the VLM folder `model`; UserError on bad settings, a folder
-    without config.json, or backend "vllm" when vLLM cannot be imported."""
+    without config.json, or backend "vllm" when vLLM cannot be imported. `name_map` says
+    how the VLM names its language tower (vLLM validates swapped weights with it)."""
     check_settings(
         backend,
         max_new_tokens=max_new_tokens,
@@ -102,6 +106,7 @@ def build_generator(
             batch_size=batch_size,
             dtype=DTYPES[dtype],
             tensor_parallel_size=tensor_parallel_size,
+            name_map=name_map,
         )
     from jradievo_ray.inference.transformers_backend import TransformersGenerator
 

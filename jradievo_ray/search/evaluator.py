@@ -64,6 +64,7 @@ class GenomeEvaluator:
             device=device,
             dtype=models.dtype,
             tensor_parallel_size=inf.tensor_parallel_size,
+            name_map=models.name_map,
         )
         self.targets = self.generator.weight_targets()
         self.splits: dict[str, list[Study]] = {
