@@ -23,7 +23,7 @@ from jradievo_ray.merge import ops
 from jradievo_ray.merge.checkpoint import Checkpoint, MergeError
 from jradievo_ray.merge.mergekit_config import MergekitConfig
 from jradievo_ray.merge.methods import Base, Inputs, Method, get_method
-from jradievo_ray.merge.namemap import BY_ARCHITECTURE, TensorPair, get_name_map, pair_tensors
+from jradievo_ray.merge.namemap import TensorPair, get_name_map, pair_tensors, vlm_preset
 from jradievo_ray.merge.params import layer_t, resolve
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -39,8 +39,7 @@ class _Input:
 
 
 def _is_vlm(ckpt: Checkpoint) -> bool:
-    arch = (ckpt.config.get("architectures") or [None])[0]
-    return arch in BY_ARCHITECTURE or "vision_config" in ckpt.config
+    return vlm_preset(ckpt.config) is not None or "vision_config" in ckpt.config
 
 
 def _num_layers(config: dict) -> int:
@@ -168,9 +167,9 @@ class FolderMerge:
         self.vlm = vlms[0].ckpt if vlms else None
         texts = {id(x.ckpt): x for x in everyone if x.ckpt is not self.vlm}
         if self.vlm is not None:
-            arch = (self.vlm.config.get("architectures") or [None])[0]
-            spec = cfg.name_map or BY_ARCHITECTURE.get(arch)
+            spec = cfg.name_map or vlm_preset(self.vlm.config)
             if spec is None:
+                arch = self.vlm.config.get("architectures") or self.vlm.config.get("model_type")
                 raise MergeError(f"{source}: name_map: needed for VLM architecture {arch!r}")
             self.ref = self.vlm
             name_map = get_name_map(spec)

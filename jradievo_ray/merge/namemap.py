@@ -108,12 +108,21 @@ PRESETS: dict[str, NameMap] = {
     "identity": NameMap(name="identity", forms=(("{x}", "{x}"),)),
 }
 
-# config.json `architectures` -> preset, for folders that name no map.
+# config.json `architectures` or `model_type` -> preset, for folders that name no map.
 BY_ARCHITECTURE = {
     "LlavaForConditionalGeneration": "llava",
     "LlavaNextForConditionalGeneration": "llava-next",
     "BunnyLlamaForCausalLM": "bunny-llama-3",
+    "llava": "llava",
+    "llava_next": "llava-next",
+    "bunny-llama": "bunny-llama-3",
 }
+
+
+def vlm_preset(config: dict) -> str | None:
+    """The name-map preset a model's config.json implies (None for unknown / text LMs)."""
+    keys = [*(config.get("architectures") or []), config.get("model_type")]
+    return next((BY_ARCHITECTURE[k] for k in keys if k in BY_ARCHITECTURE), None)
 
 
 def get_name_map(spec: str | dict) -> NameMap:
