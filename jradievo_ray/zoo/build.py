@@ -49,19 +49,19 @@ class Recipe:
 
     vocab: int = 2000
     base_docs: int = 6000
-    base_steps: int = 500
+    base_steps: int = 700
     base_lr: float = 3e-3
     ja_docs: int = 3000
-    ja_steps: int = 200
+    ja_steps: int = 250
     ja_lr: float = 1e-3
     med_docs: int = 3000
-    med_steps: int = 200
+    med_steps: int = 250
     med_lr: float = 1e-3
-    vision_steps: int = 200
+    vision_steps: int = 300
     vision_lr: float = 2e-3
-    align_steps: int = 300
+    align_steps: int = 350
     align_lr: float = 2e-3
-    joint_steps: int = 100
+    joint_steps: int = 120
     joint_lm_lr: float = 2e-4
     batch: int = 32
 
