@@ -148,6 +148,10 @@ class SearchConfig(Frozen):
         default="random+uniform",
         description="Initial population; +uniform seeds it with the equal-weight merge.",
     )
+    export_best: bool = Field(
+        default=True,
+        description="At the end, write export/ (mergekit YAML + the merged VLM folder).",
+    )
 
 
 class InferenceConfig(Frozen):

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.integration
 def toy_config(**overrides):
     sets = [
         "data.heldout=null",
+        "search.export_best=false",
         "search.population=6",
         "search.generations=3",
         "resources.num_actors=2",

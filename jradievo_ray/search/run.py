@@ -19,7 +19,12 @@ from jradievo_ray.search import checkpoint, heldout
 from jradievo_ray.search.actors import ActorPool
 from jradievo_ray.search.evaluator import GenomeEvaluator
 from jradievo_ray.search.loop import SearchLoop
-from jradievo_ray.search.resources import actor_resources, check_fits, cluster_demand
+from jradievo_ray.search.resources import (
+    ActorResources,
+    actor_resources,
+    check_fits,
+    cluster_demand,
+)
 from jradievo_ray.tracking import Tracker, default_uri
 
 RESULT = "result.json"
@@ -116,6 +121,9 @@ def run_search(
         if cfg.data.heldout:
             log("scoring held-out rows ...")
             result.update(final_rows(cfg, pool, loop.space.names, best_recipe))
+        if cfg.search.export_best:
+            log("exporting the best merge ...")
+            result["export"] = export_best(cfg, best_recipe, out_dir / "export", actor)
     except BaseException:
         tracker.finish("FAILED")
         raise
@@ -132,6 +140,20 @@ def run_search(
         log("\nheld-out results (0-100):\n" + heldout.format_table(result["heldout"]))
     log(f"\nresult: {out_dir / RESULT}  ({result['seconds']:.0f}s)")
     return result
+
+
+def export_best(cfg: Config, recipe, out: Path, actor: ActorResources) -> dict[str, str]:
+    """mergekit YAML + merged VLM folder, written by a Ray task on an actor-sized slot
+    (at 8B the sources don't belong in the driver's memory)."""
+    import ray
+
+    from jradievo_ray.merge.export import export_recipe
+    from jradievo_ray.search.prepare import localize
+
+    device = "cuda" if actor.num_gpus else "cpu"
+    task = ray.remote(export_recipe).options(num_cpus=actor.num_cpus, num_gpus=actor.num_gpus)
+    folder = Path(ray.get(task.remote(localize(cfg), recipe, out, device)))
+    return {"dir": str(folder), "mergekit_yaml": str(folder / "merge.yaml")}
 
 
 def final_rows(cfg: Config, pool: ActorPool, names: tuple[str, ...], best_recipe) -> dict[str, Any]:
@@ -177,6 +199,8 @@ def log_final(
     fig = fitness_figure(state.generations)
     fig.savefig(out_dir / "fitness.png", dpi=100, bbox_inches="tight")
     tracker.log_file(out_dir / "fitness.png")
+    if "export" in result:
+        tracker.log_file(Path(result["export"]["mergekit_yaml"]))
     for row, m in result.get("heldout", {}).items():
         tracker.log_metrics({f"heldout/{row}/{k}": v for k, v in m.items() if k != "n"})
     for src, m in result.get("ablation", {}).items():
