@@ -121,14 +121,14 @@ def run_search(
         if cfg.data.heldout:
             log("scoring held-out rows ...")
             result.update(final_rows(cfg, pool, loop.space.names, best_recipe))
-        if cfg.search.export_best:
-            log("exporting the best merge ...")
-            result["export"] = export_best(cfg, best_recipe, out_dir / "export", actor)
     except BaseException:
         tracker.finish("FAILED")
         raise
     finally:
-        pool.shutdown()
+        pool.shutdown()  # frees the actors' slots, which the export needs
+    if cfg.search.export_best:
+        log("exporting the best merge ...")
+        result["export"] = export_best(cfg, best_recipe, out_dir / "export", actor)
 
     result["mlflow"] = {"tracking_uri": uri, "run_id": tracker.run_id}
     result["seconds"] = prior_seconds + time.perf_counter() - t_start
