@@ -144,6 +144,9 @@ def save_llava(
 ) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    # vLLM picks its model class from `architectures`; without it, it falls back to its
+    # generic Transformers backend.
+    model.config.architectures = [type(model).__name__]
     model.config.save_pretrained(out)
     model.generation_config.save_pretrained(out)
     save_file(_vllm_names(model.state_dict()), str(out / "model.safetensors"), {"format": "pt"})
