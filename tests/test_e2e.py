@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -127,6 +129,9 @@ def test_ray_job_submit_runs_the_default_demo_grounded(zoo, tmp_path):
     benchmarks/demo_seeds.py checks the full rule set over seeds."""
     ray = str(BIN / "ray")
     out = tmp_path / "demo"
+    # Token authentication on both sides (as the README shows), with a token of this test's
+    # own so that whatever ~/.ray holds plays no part.
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     start = [
         ray,
         "start",
@@ -141,7 +146,7 @@ def test_ray_job_submit_runs_the_default_demo_grounded(zoo, tmp_path):
         "2",
         "--disable-usage-stats",
     ]
-    subprocess.run(start, check=True, env=env(), capture_output=True, timeout=180)
+    subprocess.run(start, check=True, env=env() | auth, capture_output=True, timeout=180)
     try:
         proc = subprocess.run(
             [
@@ -162,14 +167,26 @@ def test_ray_job_submit_runs_the_default_demo_grounded(zoo, tmp_path):
             ],
             capture_output=True,
             text=True,
-            env=env(),
+            env=env() | auth,
             timeout=1200,
             cwd=ROOT,
         )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        assert "SUCCEEDED" in proc.stdout + proc.stderr
+        job_id = re.search(r"raysubmit_\w+", proc.stdout + proc.stderr).group(0)
+        ask = (
+            "from ray.job_submission import JobSubmissionClient as C; "
+            f"print(C('http://127.0.0.1:8265').get_job_status('{job_id}').value)"
+        )
+        status = subprocess.run(
+            [sys.executable, "-c", ask],
+            capture_output=True,
+            text=True,
+            env=env() | auth,
+            timeout=120,
+        )
+        assert status.stdout.strip() == "SUCCEEDED", status.stderr[-2000:]
     finally:
-        subprocess.run([ray, "stop", "--force"], env=env(), capture_output=True, timeout=120)
+        subprocess.run([ray, "stop", "--force"], env=env() | auth, capture_output=True, timeout=120)
     result = json.loads((out / "result.json").read_text())
     h = result["heldout"]
     best = h["best"]
