@@ -124,9 +124,9 @@ def test_ray_job_submit_runs_the_default_demo_grounded(zoo, tmp_path):
     merge that reads the image and writes Japanese: it beats the uniform merge, the VLM and
     the medical LM, the image-blind report, and itself with shuffled images.
 
-    Not asserted, because it does not hold reliably with this zoo (README, "The demo and how honest it is"): that
-    it also beats source/ja, the VLM carrying the Japanese LM's language weights;
-    benchmarks/demo_seeds.py checks the full rule set over seeds."""
+    Not asserted, because it does not hold reliably with this zoo (README, "The demo and
+    how honest it is"): that it also beats source/ja, the VLM carrying the Japanese LM's
+    language weights; benchmarks/demo_seeds.py checks the full rule set over seeds."""
     ray = str(BIN / "ray")
     out = tmp_path / "demo"
     # Token authentication on both sides (as the README shows), with a token of this test's
