@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from jradievo_ray.data.jsonl import read_jsonl, unique_id
 from jradievo_ray.errors import UserError
 
 _SHOWN = 5  # ids listed in an error message
@@ -12,31 +12,13 @@ _SHOWN = 5  # ids listed in an error message
 
 def read_reports(path: str | Path) -> dict[str, str]:
     """{id: text} in file order; blank lines are skipped."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text") from None
     reports: dict[str, str] = {}
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{where}: invalid JSON: {exc.msg}") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{where}: expected a JSON object")
-        if not isinstance(row.get("id"), str) or not row["id"]:
-            raise UserError(f"{where}: 'id' must be a non-empty string")
+    seen: set[str] = set()
+    for where, row in read_jsonl(path):
+        ident = unique_id(row, where, seen)
         if not isinstance(row.get("text"), str):
             raise UserError(f"{where}: 'text' must be a string")
-        if row["id"] in reports:
-            raise UserError(f"{where}: duplicate id {row['id']!r}")
-        reports[row["id"]] = row["text"]
+        reports[ident] = row["text"]
     return reports
 
 
