@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from jradievo_ray.search.heldout import format_table
-from jradievo_ray.zoo import build_zoo
+from jradievo_ray.zoo import build_zoo, zoo_overrides
 
 
 def checks(h: dict) -> dict[str, bool]:
@@ -39,15 +39,7 @@ def run_seed(seed: int, out_root: Path) -> dict:
     zoo = build_zoo(seed=seed)
     zoo_seconds = time.perf_counter() - t0
     out = out_root / f"seed{seed}"
-    sets = [
-        f"models.base.path={zoo / 'base'}",
-        f"models.vlm.path={zoo / 'vlm'}",
-        f"models.sources.0.path={zoo / 'ja'}",
-        f"models.sources.1.path={zoo / 'med'}",
-        f"data.search={zoo / 'data' / 'search.jsonl'}",
-        f"data.heldout={zoo / 'data' / 'heldout.jsonl'}",
-        f"search.seed={seed}",
-    ]
+    sets = [*zoo_overrides(zoo), f"search.seed={seed}"]
     cmd = [sys.executable, "-m", "jradievo_ray.cli", "search", "--out", str(out)]
     for s in sets:
         cmd += ["--set", s]

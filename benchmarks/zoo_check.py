@@ -20,20 +20,13 @@ from jradievo_ray.config import load_config
 from jradievo_ray.genome import MergeRecipe, SourceRecipe, single_source_recipe, uniform_recipe
 from jradievo_ray.scoring.fitness import score_reports
 from jradievo_ray.search.evaluator import GenomeEvaluator
+from jradievo_ray.zoo import zoo_overrides
 
 NAMES = ["vlm", "ja", "med"]
 
 
 def config_for(zoo: Path):
-    sets = [
-        f"models.base.path={zoo / 'base'}",
-        f"models.vlm.path={zoo / 'vlm'}",
-        f"models.sources.0.path={zoo / 'ja'}",
-        f"models.sources.1.path={zoo / 'med'}",
-        f"data.search={zoo / 'data' / 'search.jsonl'}",
-        f"data.heldout={zoo / 'data' / 'heldout.jsonl'}",
-    ]
-    return load_config(None, sets)
+    return load_config(None, zoo_overrides(zoo))
 
 
 def ta(weights: list[float], scale: float = 1.0, ties: bool = False) -> MergeRecipe:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from jradievo_ray.commands.generate import generator_settings
 from jradievo_ray.commands.score import add_scoring_options
 from jradievo_ray.config import InferenceConfig
 from jradievo_ray.errors import UserError
@@ -90,13 +91,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--resamples: must be >= 1, got {args.resamples}")
     if not args.prompt.strip():
         raise UserError("--prompt: must not be empty")
-    settings = {
-        "max_new_tokens": args.max_new_tokens,
-        "batch_size": args.batch_size,
-        "device": args.device,
-        "dtype": args.dtype,
-        "tensor_parallel_size": args.tensor_parallel_size,
-    }
+    settings = generator_settings(args)
     check_settings(args.backend, **settings)
     out = Path(args.out)
     _check_out(out)

@@ -43,14 +43,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = {
+def generator_settings(args: argparse.Namespace) -> dict:
+    """The generator options of `generate` / `evaluate`, as build_generator takes them."""
+    return {
         "max_new_tokens": args.max_new_tokens,
         "batch_size": args.batch_size,
         "device": args.device,
         "dtype": args.dtype,
         "tensor_parallel_size": args.tensor_parallel_size,
     }
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = generator_settings(args)
     check_settings(args.backend, **settings)
     check_model_folder(args.model)
     requests = load_requests(args.data, args.prompt)

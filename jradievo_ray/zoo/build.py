@@ -203,3 +203,15 @@ def resolve_zoo_path(value: str) -> str:
     if not value.startswith(ZOO_PREFIX):
         return value
     return str(ensure_zoo() / value.removeprefix(ZOO_PREFIX))
+
+
+def zoo_overrides(zoo: Path) -> list[str]:
+    """`--set` overrides pointing the demo config at the zoo in `zoo` (e.g. another seed's)."""
+    return [
+        f"models.base.path={zoo / 'base'}",
+        f"models.vlm.path={zoo / 'vlm'}",
+        f"models.sources.0.path={zoo / 'ja'}",
+        f"models.sources.1.path={zoo / 'med'}",
+        f"data.search={zoo / 'data' / 'search.jsonl'}",
+        f"data.heldout={zoo / 'data' / 'heldout.jsonl'}",
+    ]
