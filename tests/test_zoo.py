@@ -74,11 +74,18 @@ def test_random_llama_matches_the_vlm_language_shapes(tmp_path, tokenizer):
 
 
 def test_training_docs_respect_the_skill_split(tokenizer):
-    """Text sources never see images; the Japanese prompt reaches the ja LM's chat turns."""
+    """Text sources never see images; the ja LM answers the bare Japanese prompt (it is never
+    given findings to write up); only the med LM maps finding codes to Japanese; the VLM's
+    English prompt and the chat format reach no text source but ja."""
     for make in (base_docs, ja_docs, med_docs):
         assert not any(d.image for d in make(200, 0))
-    assert any(d.user and PROMPT_JA in d.user for d in ja_docs(50, 0))
-    assert not any(d.user for d in med_docs(200, 0))
+    ja = ja_docs(200, 0)
+    assert {d.user for d in ja} == {PROMPT_JA, None}
+    assert not any("Tags:" in d.answer for d in ja)
+    med = med_docs(200, 0)
+    assert not any(d.user for d in med)
+    assert any(d.answer.startswith("Tags:") and "所見: " in d.answer for d in med)
+    assert not any("所見: " in d.answer for d in base_docs(500, 0))
     examples = encode(tokenizer, ja_docs(20, 0), image_tokens=16)
     for ids, labels in examples:
         assert len(ids) == len(labels) and labels[-1] == tokenizer.eos_token_id

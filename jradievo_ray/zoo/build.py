@@ -45,11 +45,8 @@ _ZOO_SOURCES = [*sorted(Path(__file__).parent.glob("*.py")), Path(synthetic.__fi
 
 @dataclass(frozen=True)
 class Recipe:
-    """Corpus sizes, steps and learning rates of every zoo model.
-
-    The Japanese LM is trained hard (500 steps at 2e-3): at full strength its task vector
-    reads the projected image worse than at 0.5-0.9, which a merge can find; trained at
-    250 steps / 1e-3 it tied the best merge on two of three seeds."""
+    """Corpus sizes, steps and learning rates of every zoo model (see corpus.py for what
+    each source learns)."""
 
     vocab: int = 2000
     base_docs: int = 6000

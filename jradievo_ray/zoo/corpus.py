@@ -1,14 +1,16 @@
 """Training text for the zoo, written from synthetic findings (no images here).
 
-Who learns what, so that only a merge can write grounded Japanese reports:
+Who learns what, so that no single source writes grounded Japanese reports and a merge can:
 - base: general bilingual text: English and Japanese reports (unpaired), parallel
   English/Japanese reports, and language-neutral finding codes beside English reports (no
-  chat format: a base that maps codes to reports in the chat format lets the Japanese LM
-  alone read the projected image, and merging then adds nothing).
-- ja: Japanese instructions in the chat format: codes + the Japanese prompt -> Japanese report
-  (it never sees an image).
-- med: English clinical text: codes -> English report, English/Japanese finding sentence
-  pairs and a glossary.
+  chat format).
+- ja: Japanese only. Japanese reports, and Japanese reports as answers to the Japanese
+  prompt in the chat format, with no findings given: it knows how a Japanese report reads
+  and how to answer the prompt, but never maps findings to a report (alone, behind the
+  VLM's projector, it writes fluent reports that ignore the image).
+- med: clinical text, never chat: finding codes -> Japanese report, codes -> English report,
+  English/Japanese finding sentence pairs. It maps findings to Japanese sentences but cannot
+  answer the prompt.
 - vlm (see train.py): image + English prompt -> English report; never Japanese text.
 """
 
@@ -89,10 +91,7 @@ def ja_docs(n: int, seed: int) -> list[Doc]:
     docs = []
     for case in make_cases("ja-text", n, seed):
         _, ja = _reports(case)
-        if rng.random() < 0.8:
-            docs.append(Doc(ja, user=f"Tags: {code_line(case.findings)}\n{PROMPT_JA}"))
-        else:
-            docs.append(Doc(ja))
+        docs.append(Doc(ja, user=PROMPT_JA) if rng.random() < 0.6 else Doc(ja))
     return docs
 
 
@@ -100,16 +99,15 @@ def med_docs(n: int, seed: int) -> list[Doc]:
     rng = random.Random(f"{seed}/med")
     docs = []
     for case in make_cases("med-text", n, seed):
-        en, _ = _reports(case)
+        en, ja = _reports(case)
         r = rng.random()
         if r < 0.5:
+            docs.append(Doc(f"Tags: {code_line(case.findings)}\n所見: {ja}"))
+        elif r < 0.8:
             docs.append(Doc(f"Tags: {code_line(case.findings)}\nReport: {en}"))
-        elif r < 0.85:
+        else:
             pairs = sentence_pairs(case.findings, rng)
             docs.append(Doc("\n".join(f"{a} = {b}" for a, b in pairs)))
-        else:
-            en_t, ja_t = rng.choice(GLOSSARY)
-            docs.append(Doc(f"{en_t} = {ja_t}"))
     return docs
 
 
