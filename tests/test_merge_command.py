@@ -7,7 +7,7 @@ import torch
 import yaml
 from mergekit_oracle import run_mergekit
 from safetensors import safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from jradievo_ray.cli import main
 from jradievo_ray.merge.random_models import (
@@ -142,3 +142,17 @@ def test_out_dir_not_empty(models, tmp_path, capsys):
     assert main(["merge", _write(tmp_path, _ties(models)), str(out)]) == 2
     assert "not empty" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_quantized_tensor_is_refused_by_name(models, tmp_path, capsys):
+    """A text LM with an int8 (quantized) language tensor fails, naming it, not a silent cast."""
+    q = tmp_path.parent / f"{tmp_path.name}-int8"
+    q.mkdir()
+    (q / "config.json").write_text((models["med"] / "config.json").read_text())
+    tensors = load_file(models["med"] / "model.safetensors")
+    name = "model.layers.0.mlp.up_proj.weight"
+    tensors[name] = tensors[name].to(torch.int8)
+    save_file(tensors, q / "model.safetensors")
+    raw = _ties(models)
+    raw["models"][2]["model"] = str(q)
+    _expect_error(capsys, tmp_path, raw, f"{name!r} is stored as I8")

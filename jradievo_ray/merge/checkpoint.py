@@ -14,6 +14,9 @@ from safetensors import safe_open
 
 from jradievo_ray.errors import UserError
 
+# safetensors dtype names that can be merged; integer ones mean a quantized checkpoint.
+FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
+
 
 class MergeError(UserError):
     """A merge that cannot be done as asked (unmapped tensor, shape mismatch, bad recipe)."""
@@ -41,11 +44,14 @@ class Checkpoint:
             raise MergeError(f"{path}: no *.safetensors files (only safetensors is supported)")
         self._file_of: dict[str, Path] = {}
         self._shape: dict[str, tuple[int, ...]] = {}
+        self._dtype: dict[str, str] = {}
         for file in files:
             with safe_open(str(file), framework="pt") as f:
                 for name in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
                     self._file_of[name] = file
-                    self._shape[name] = tuple(f.get_slice(name).get_shape())
+                    piece = f.get_slice(name)
+                    self._shape[name] = tuple(piece.get_shape())
+                    self._dtype[name] = piece.get_dtype()
         config = self.path / "config.json"
         self.config: dict = json.loads(config.read_text()) if config.is_file() else {}
 
@@ -66,6 +72,26 @@ class Checkpoint:
 
     def shape(self, name: str) -> tuple[int, ...]:
         return self._shape[name]
+
+    def require_float(self, name: str) -> None:
+        """Only floating-point tensors can be merged: fail on a quantized one, naming it."""
+        dtype = self._dtype[name]
+        if dtype not in FLOAT_DTYPES:
+            raise MergeError(
+                f"{self.path}: tensor {name!r} is stored as {dtype}, not floating point "
+                "(a quantized checkpoint?); merge the unquantized weights"
+            )
+
+    def lm_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shapes of a text LM, whose tensors are all merged (so all must be floating point);
+        a tied `lm_head.weight` is listed under its own name."""
+        for name in self._shape:
+            self.require_float(name)
+        shapes = dict(self._shape)
+        tied = self.stored_name("lm_head.weight")
+        if "lm_head.weight" not in shapes and tied is not None:
+            shapes["lm_head.weight"] = shapes[tied]
+        return shapes
 
     def get(self, name: str, dtype: torch.dtype | None, device: str | torch.device = "cpu"):
         """One tensor; floating tensors cast to `dtype` unless it is None."""

@@ -85,8 +85,10 @@ class ResidentMerger:
         pairs = pair_tensors(
             self.name_map,
             {n: vlm.shape(n) for n in vlm.names()},
-            {label: _lm_shapes(ckpt) for label, ckpt in labelled.items()},
+            {label: ckpt.lm_shapes() for label, ckpt in labelled.items()},
         )
+        for pair in pairs:
+            vlm.require_float(pair.vlm_name)
         if not pairs:
             raise MergeError(f"{vlm_path}: no language-model tensors under name map {name_map!r}")
         k = len(self.source_names)
@@ -326,11 +328,3 @@ class ResidentMerger:
 def _store(tensor: torch.Tensor, device: torch.device, pin: bool) -> torch.Tensor:
     tensor = tensor.to(device)
     return tensor.pin_memory() if pin else tensor
-
-
-def _lm_shapes(ckpt: Checkpoint) -> dict[str, tuple[int, ...]]:
-    shapes = {n: ckpt.shape(n) for n in ckpt.names()}
-    tied = ckpt.stored_name("lm_head.weight")
-    if "lm_head.weight" not in shapes and tied is not None:
-        shapes["lm_head.weight"] = ckpt.shape(tied)
-    return shapes

@@ -49,14 +49,6 @@ def _num_layers(config: dict) -> int:
     return int(text["num_hidden_layers"])
 
 
-def _lm_shapes(ckpt: Checkpoint) -> dict[str, tuple[int, ...]]:
-    shapes = {n: ckpt.shape(n) for n in ckpt.names()}
-    tied = ckpt.stored_name("lm_head.weight")
-    if "lm_head.weight" not in shapes and tied is not None:
-        shapes["lm_head.weight"] = ckpt.shape(tied)
-    return shapes
-
-
 class ShardWriter:
     def __init__(self, folder: Path, max_bytes: int = SHARD_BYTES):
         self.folder, self.max_bytes = folder, max_bytes
@@ -176,13 +168,15 @@ class FolderMerge:
         else:
             self.ref = self.base.ckpt if self.base else models[0].ckpt
             name_map = get_name_map("identity")
-        lms = {f"{x.where} ({x.ckpt.path})": _lm_shapes(x.ckpt) for x in texts.values()}
+        lms = {f"{x.where} ({x.ckpt.path})": x.ckpt.lm_shapes() for x in texts.values()}
         if not lms:
             raise MergeError(f"{source}: models: the VLM is the only input, nothing to merge")
         self.pairs: dict[str, TensorPair] = {
             p.vlm_name: p
             for p in pair_tensors(name_map, {k: self.ref.shape(k) for k in self.ref.names()}, lms)
         }
+        for name in self.pairs:
+            self.ref.require_float(name)
         self.num_layers = _num_layers(self.ref.config)
         self.dtype = DTYPES[cfg.dtype] if cfg.dtype else None
         self.out_dtype = DTYPES[cfg.out_dtype] if cfg.out_dtype else self.dtype
