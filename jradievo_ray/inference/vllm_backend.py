@@ -1,5 +1,7 @@
 """vLLM generation: one engine per actor, each genome's merged language weights swapped in
 place (no rebuild, no disk), every cache that could serve stale results reset after a swap.
+For a Llama language tower each tensor-parallel worker gets only its own slices and copies
+them into its live parameters (vllm_shards.py); otherwise vLLM's own loader reloads them.
 
 Everything vLLM-specific lives in this module; `vllm` is imported lazily. The engine runs
 in-process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`, the "uni" executor for one device), renders
@@ -16,13 +18,14 @@ import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from PIL import Image
 from transformers import AutoProcessor
 
 from jradievo_ray.inference.base import GenerationRequest
+from jradievo_ray.inference.vllm_shards import LlamaTp, rank_payloads, write_rank_shards
 from jradievo_ray.merge.checkpoint import Checkpoint, MergeError
 from jradievo_ray.merge.namemap import NameMap, get_name_map
 
@@ -36,6 +39,10 @@ ARCHITECTURE_OF = {
     "llava": "LlavaForConditionalGeneration",
     "llava_next": "LlavaNextForConditionalGeneration",
 }
+# Where vLLM puts the Llama of a VLM under each name map (its LLaVA / LLaVA-NeXT
+# `hf_to_vllm_mapper`: `model.language_model.` -> `language_model.model.`).
+VLLM_PREFIX = {"llava": "language_model.", "llava-next": "language_model.", "identity": ""}
+WeightSwap = Literal["auto", "in_place", "reload"]
 
 
 def missing_architecture(config: dict) -> str | None:
@@ -85,6 +92,13 @@ def engine_kwargs(
     else:
         kwargs["gpu_memory_utilization"] = gpu_memory_utilization
     return kwargs
+
+
+def in_place_prefix(config: dict, name_map: NameMap) -> str | None:
+    """vLLM's name prefix of the language tower when its parameters can be written in
+    place (a Llama under a known name map), else None."""
+    text = config.get("text_config", config)
+    return VLLM_PREFIX.get(name_map.name) if text.get("model_type") == "llama" else None
 
 
 def plan_reload(
@@ -148,7 +162,11 @@ class VllmGenerator:
         max_model_len: int | None = None,
         kv_cache_bytes: int | None = None,
         gpu_memory_utilization: float = GPU_MEMORY_UTILIZATION,
+        weight_swap: WeightSwap = "auto",
     ):
+        """`weight_swap`: "in_place" writes each TP rank's slices into the live parameters
+        (`write_weights`), "reload" goes through vLLM's loader (`reload_weights`), "auto"
+        is in_place for a Llama language tower under a known name map."""
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         # vLLM's CPU build warns about kernels and LD_PRELOAD on every engine build.
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
@@ -160,6 +178,15 @@ class VllmGenerator:
         self.name_map = get_name_map(name_map)
         ckpt = Checkpoint(self.model_path)
         self._folder = {n: ckpt.shape(n) for n in ckpt.names()}
+        self._prefix = in_place_prefix(ckpt.config, self.name_map)
+        if weight_swap == "in_place" and self._prefix is None:
+            raise MergeError(
+                f"{self.model_path}: in-place weight writes need a Llama language tower "
+                f"under name map {', '.join(VLLM_PREFIX)}; use weight_swap='reload'"
+            )
+        self.in_place = weight_swap != "reload" and self._prefix is not None
+        self._tp = LlamaTp.from_config(ckpt.config) if self._prefix is not None else None
+        self._tp_size = tensor_parallel_size
         self.processor = AutoProcessor.from_pretrained(self.model_path)
         self._llm = LLM(
             **engine_kwargs(
@@ -184,11 +211,31 @@ class VllmGenerator:
         return None
 
     def load_weights(self, named: Iterable[tuple[str, torch.Tensor]]) -> None:
-        """Validate every name and shape first (see `plan_reload`), then reload in place."""
+        """Swap in new language weights the way `weight_swap` chose."""
+        (self.write_weights if self.in_place else self.reload_weights)(named)
+
+    def _planned(self, named: Iterable[tuple[str, torch.Tensor]]) -> list[tuple[str, torch.Tensor]]:
+        """(folder name, tensor) pairs, every name and shape validated (`plan_reload`)."""
         items = list(named)
         stored = plan_reload(((n, tuple(t.shape)) for n, t in items), self._folder, self.name_map)
-        weights = [(s, t) for s, (_, t) in zip(stored, items, strict=True)]
+        return [(s, t) for s, (_, t) in zip(stored, items, strict=True)]
+
+    def write_weights(self, named: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Each TP worker copies only its own slices into its live parameters."""
+        if self._prefix is None:
+            raise MergeError(f"{self.model_path}: no in-place weight writes for this model")
+        lm = [(self.name_map.to_lm(s), t) for s, t in self._planned(named)]
+        payloads = rank_payloads(lm, self._tp, self._tp_size, self._prefix)
+        self._llm.collective_rpc(write_rank_shards, args=(payloads,))
+        self._reset_caches()
+
+    def reload_weights(self, named: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Full tensors to every worker through vLLM's own (layer-wise) loader."""
+        weights = self._planned(named)
         self._llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        self._reset_caches()
+
+    def _reset_caches(self) -> None:
         # Old weights' KV blocks and image embeddings must not be reused.
         self._llm.reset_prefix_cache()
         self._llm.llm_engine.reset_encoder_cache()
