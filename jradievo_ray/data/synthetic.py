@@ -213,6 +213,26 @@ def sentence_pairs(findings: Iterable[str], rng: random.Random) -> list[tuple[st
     return pairs
 
 
+# Short Japanese terms for each finding kind, as a finding list would name them.
+_TERMS_JA = {
+    "cardiomegaly": "心拡大",
+    "effusion": "{s}胸水",
+    "pneumothorax": "{s}気胸",
+    "consolidation": "{s}{z} 浸潤影",
+    "nodule": "{s}肺 結節",
+    "pacemaker": "ペースメーカー",
+    "tube": "気管チューブ",
+    "catheter": "中心静脈カテーテル",
+}
+
+
+def term_line_ja(findings: Iterable[str]) -> str:
+    """The findings as a list of Japanese terms, e.g. 「右胸水。心拡大」."""
+    return "。".join(
+        "異常なし" if f == NORMAL else _fill(_TERMS_JA[kind(f)], f, "ja") for f in findings
+    )
+
+
 def code_line(findings: Iterable[str]) -> str:
     return " ".join(CODES[f] for f in findings)
 

@@ -1,13 +1,13 @@
 """Training text for the zoo, written from synthetic findings (no images here).
 
-Who learns what, so that no single source writes grounded Japanese reports and a merge can:
+Who learns what, so that no single source writes grounded Japanese reports well and a merge can:
 - base: general bilingual text: English and Japanese reports (unpaired), parallel
   English/Japanese reports, and language-neutral finding codes beside English reports (no
   chat format).
-- ja: Japanese only. Japanese reports, and Japanese reports as answers to the Japanese
-  prompt in the chat format, with no findings given: it knows how a Japanese report reads
-  and how to answer the prompt, but never maps findings to a report (alone, behind the
-  VLM's projector, it writes fluent reports that ignore the image).
+- ja: Japanese only. Japanese reports, and Japanese instructions in the chat format: a list
+  of findings in Japanese terms (「所見: 右胸水。心拡大」) + the Japanese prompt -> the
+  Japanese report. It never sees finding codes, so behind the VLM's projector (whose features
+  read as codes to the base's descendants) it reads the image only weakly.
 - med: clinical text, never chat: finding codes -> Japanese report, codes -> English report,
   English/Japanese finding sentence pairs. It maps findings to Japanese sentences but cannot
   answer the prompt.
@@ -20,7 +20,14 @@ import random
 from dataclasses import dataclass
 
 from jradievo_ray.config import InferenceConfig
-from jradievo_ray.data.synthetic import Case, code_line, make_cases, sentence_pairs, write_report
+from jradievo_ray.data.synthetic import (
+    Case,
+    code_line,
+    make_cases,
+    sentence_pairs,
+    term_line_ja,
+    write_report,
+)
 
 PROMPT_JA: str = InferenceConfig.model_fields["prompt"].default
 PROMPT_EN = "Describe the findings of this chest X-ray in English."
@@ -91,7 +98,10 @@ def ja_docs(n: int, seed: int) -> list[Doc]:
     docs = []
     for case in make_cases("ja-text", n, seed):
         _, ja = _reports(case)
-        docs.append(Doc(ja, user=PROMPT_JA) if rng.random() < 0.6 else Doc(ja))
+        if rng.random() < 0.7:
+            docs.append(Doc(ja, user=f"所見: {term_line_ja(case.findings)}\n{PROMPT_JA}"))
+        else:
+            docs.append(Doc(ja))
     return docs
 
 
