@@ -19,15 +19,10 @@ from jradievo_ray.config import ScoringConfig
 from jradievo_ray.scoring.bootstrap import RESAMPLES, confidence_intervals
 from jradievo_ray.scoring.fitness import score_reports
 from jradievo_ray.scoring.metrics import corpus_metrics, report_stats
+from jradievo_ray.scoring.random_reports import SENTENCES, random_reports
 
 FRAGMENTS = [
-    "右胸水を認める。",
-    "心拡大なし。",
-    "気胸は認めない。",
-    "左下肺野に浸潤影を認める。",
-    "異常なし。",
-    "ペースメーカーが留置されている。",
-    "右上肺野に結節影あり。",
+    *SENTENCES,
     "心胸郭比の増大を認める。",
     "肺炎の可能性は否定できない。",
     "両側肺野に明らかな異常陰影は認めない。",
@@ -38,10 +33,8 @@ FRAGMENTS = [
 
 def reports(rng: random.Random, n: int, tag: str = "") -> list[str]:
     """Random reports; `tag` makes every text new, so no cache helps the predictions."""
-    return [
-        "".join(rng.sample(FRAGMENTS, rng.randint(2, 6))) + (f"第{tag}{i}例。" if tag else "")
-        for i in range(n)
-    ]
+    texts = random_reports(rng, n, FRAGMENTS, (2, 6))
+    return [f"{t}第{tag}{i}例。" if tag else t for i, t in enumerate(texts)]
 
 
 def fitness_speed(trials: int) -> dict[str, float]:

@@ -13,8 +13,8 @@ from jradievo_ray.cli import main
 from jradievo_ray.merge.random_models import (
     llama_config,
     llama_shapes,
-    save_finetune,
     save_llava,
+    save_merge_sources,
     save_random_llama,
 )
 
@@ -26,11 +26,7 @@ NAMES = set(llama_shapes(CFG))
 def models(tmp_path_factory):
     torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("models")
-    base = save_random_llama(d / "base", CFG, seed=0)
-    out = {"base": base}
-    for i, name in enumerate(["vlm_lm", "ja", "med"], start=1):
-        out[name] = save_finetune(base, d / name, seed=i)
-    out["llava"] = save_llava(out["vlm_lm"], d / "llava", extra_vocab=1)
+    out = save_merge_sources(d, CFG)
     out["wide"] = save_random_llama(d / "wide", llama_config(intermediate=256, vocab=96))
     return out
 

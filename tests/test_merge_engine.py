@@ -13,8 +13,7 @@ from jradievo_ray.merge.engine import ResidentMerger
 from jradievo_ray.merge.random_models import (
     llama_config,
     llama_shapes,
-    save_finetune,
-    save_llava,
+    save_merge_sources,
     save_random_llama,
 )
 
@@ -26,13 +25,12 @@ NAMES = set(llama_shapes(CFG))
 def zoo(tmp_path_factory):
     torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("zoo")
-    base = save_random_llama(d / "base", CFG, seed=0)
-    paths = {"base": base}
-    for i, name in enumerate(["vlm_lm", "ja", "med"], start=1):
-        paths[name] = save_finetune(base, d / name, seed=i)
-    paths["llava"] = save_llava(paths["vlm_lm"], d / "llava", extra_vocab=1)
+    paths = save_merge_sources(d, CFG)
     merger = ResidentMerger(
-        str(base), "vlm", str(paths["llava"]), {"ja": str(paths["ja"]), "med": str(paths["med"])}
+        str(paths["base"]),
+        "vlm",
+        str(paths["llava"]),
+        {"ja": str(paths["ja"]), "med": str(paths["med"])},
     )
     return paths, merger
 

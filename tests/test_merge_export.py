@@ -15,13 +15,7 @@ from jradievo_ray.cli import main
 from jradievo_ray.config import MergeConfig
 from jradievo_ray.genome import MergeRecipe, SourceRecipe, make_space
 from jradievo_ray.merge.engine import ResidentMerger
-from jradievo_ray.merge.random_models import (
-    llama_config,
-    llama_shapes,
-    save_finetune,
-    save_llava,
-    save_random_llama,
-)
+from jradievo_ray.merge.random_models import llama_config, llama_shapes, save_merge_sources
 from jradievo_ray.method_space import MethodRecipe
 
 CFG = llama_config(hidden=64, intermediate=128, layers=4, heads=4, kv_heads=2, vocab=96)
@@ -32,11 +26,7 @@ NAMES = set(llama_shapes(CFG))
 def zoo(tmp_path_factory):
     torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("zoo")
-    base = save_random_llama(d / "base", CFG, seed=0)
-    paths = {"base": str(base)}
-    for i, name in enumerate(["vlm_lm", "ja", "med"], start=1):
-        paths[name] = str(save_finetune(base, d / name, seed=i, noise=0.01 * i))
-    paths["llava"] = str(save_llava(paths["vlm_lm"], d / "llava", extra_vocab=1))
+    paths = {k: str(v) for k, v in save_merge_sources(d, CFG, noise_grows=True).items()}
     merger = ResidentMerger(
         paths["base"], "vlm", paths["llava"], {"ja": paths["ja"], "med": paths["med"]}
     )

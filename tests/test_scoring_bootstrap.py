@@ -11,15 +11,10 @@ from sacrebleu.metrics import BLEU
 
 from jradievo_ray.scoring.bootstrap import confidence_intervals, paired_comparison
 from jradievo_ray.scoring.metrics import METRICS, corpus_metrics, metrics_from_sums, report_stats
+from jradievo_ray.scoring.random_reports import SENTENCES, random_reports
 
 FRAGMENTS = [
-    "右胸水を認める。",
-    "心拡大なし。",
-    "気胸は認めない。",
-    "左下肺野に浸潤影を認める。",
-    "異常なし。",
-    "ペースメーカーが留置されている。",
-    "右上肺野に結節影あり。",
+    *SENTENCES,
     "心拡大を認める。",
     "肺炎の可能性は否定できない。",
     "肺うっ血を認める。",
@@ -29,8 +24,7 @@ FRAGMENTS = [
 
 
 def reports(seed: int, n: int) -> list[str]:
-    rng = random.Random(seed)
-    return ["".join(rng.sample(FRAGMENTS, rng.randint(1, 5))) for _ in range(n)]
+    return random_reports(random.Random(seed), n, FRAGMENTS, (1, 5))
 
 
 def test_resample_sums_equal_explicitly_resampled_corpora() -> None:

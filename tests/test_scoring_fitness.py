@@ -11,6 +11,7 @@ import pytest
 from jradievo_ray.config import ScoringConfig
 from jradievo_ray.scoring.fitness import per_finding_f1, score_reports
 from jradievo_ray.scoring.metrics import corpus_metrics, report_stats
+from jradievo_ray.scoring.random_reports import SENTENCES, random_reports
 
 REFS = ["右胸水を認める。心拡大なし。", "左気胸あり。", "異常なし。", "心拡大を認める。"]
 
@@ -73,21 +74,12 @@ def test_empty_predictions_earn_nothing() -> None:
 
 def test_fifty_reports_score_well_under_50ms() -> None:
     rng = random.Random(0)
-    pool = [
-        "右胸水を認める。",
-        "心拡大なし。",
-        "気胸は認めない。",
-        "左下肺野に浸潤影を認める。",
-        "異常なし。",
-        "ペースメーカーが留置されている。",
-        "右上肺野に結節影あり。",
-    ]
-    refs = ["".join(rng.sample(pool, 3)) for _ in range(50)]
+    refs = random_reports(rng, 50, SENTENCES, 3)
     cfg = ScoringConfig()
     score_reports(refs, refs, cfg)  # warm-up: references tokenised and labelled once
     times = []
     for trial in range(10):  # fresh predictions every time, as for a new genome
-        preds = [f"{''.join(rng.sample(pool, 3))}第{trial}回。" for _ in range(50)]
+        preds = [f"{r}第{trial}回。" for r in random_reports(rng, 50, SENTENCES, 3)]
         start = time.perf_counter()
         score_reports(preds, refs, cfg)
         times.append(time.perf_counter() - start)

@@ -11,19 +11,13 @@ from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU
 from sacrebleu.tokenizers.tokenizer_ja_mecab import TokenizerJaMecab
 
-from jradievo_ray.scoring import lexical
+from jradievo_ray.scoring import lexical, random_reports
 from jradievo_ray.scoring.japanese import is_japanese, japanese_ratio
 from jradievo_ray.scoring.metrics import corpus_metrics, report_stats
 from jradievo_ray.scoring.tokenize import tokenize
 
 SENTENCES = [
-    "右胸水を認める。",
-    "心拡大なし。",
-    "気胸は認めない。",
-    "左下肺野に浸潤影を認める。",
-    "異常なし。",
-    "ペースメーカーが留置されている。",
-    "右上肺野に結節影あり。",
+    *random_reports.SENTENCES,
     "心胸郭比 0.58 と心拡大を認める。",
     "肺炎の可能性は否定できない。",
     "両側肺野に明らかな異常陰影は認めない。",
@@ -36,11 +30,8 @@ SENTENCES = [
 
 def corpus(seed: int, n: int) -> tuple[list[str], list[str]]:
     rng = random.Random(seed)
-
-    def report() -> str:
-        return "".join(rng.sample(SENTENCES, rng.randint(0, 5)))
-
-    preds, refs = [report() for _ in range(n)], [report() for _ in range(n)]
+    preds = random_reports.random_reports(rng, n, SENTENCES, (0, 5))
+    refs = random_reports.random_reports(rng, n, SENTENCES, (0, 5))
     preds[0], refs[1] = "", ""  # empty prediction and empty reference
     preds[2] = refs[2]  # an exact match
     return preds, refs

@@ -117,3 +117,19 @@ def save_llava(lm: str | Path, out: str | Path, extra_vocab: int = 1, seed: int 
             state[key][: t.shape[0]].copy_(t)
     model.save_pretrained(out)
     return Path(out)
+
+
+def save_merge_sources(
+    out: str | Path, cfg: LlamaConfig, noise: float = 0.01, noise_grows: bool = False
+) -> dict[str, Path]:
+    """What a VLM x LLM merge reads, under `out`: a random Llama "base" (seed 0), its
+    fine-tunes "vlm_lm", "ja" and "med" (seeds 1-3; noise `noise`, times the seed if
+    `noise_grows`) and a LLaVA "llava" whose language model is "vlm_lm"."""
+    out = Path(out)
+    base = save_random_llama(out / "base", cfg, seed=0)
+    paths = {"base": base}
+    for i, name in enumerate(["vlm_lm", "ja", "med"], start=1):
+        std = noise * i if noise_grows else noise
+        paths[name] = save_finetune(base, out / name, seed=i, noise=std)
+    paths["llava"] = save_llava(paths["vlm_lm"], out / "llava", extra_vocab=1)
+    return paths
