@@ -18,6 +18,7 @@ import pytest
 import torch
 from test_vllm_backend import _language, folders, vllm_gen  # noqa: F401 (fixtures)
 
+from jradievo_ray.inference.vllm_backend import in_place_prefix
 from jradievo_ray.inference.vllm_shards import (
     LlamaTp,
     rank_payloads,
@@ -193,3 +194,12 @@ def test_in_place_write_equals_reload_and_fresh_engine(folders, vllm_gen):  # no
     assert engine.generate(reqs) == fresh_b
     engine.write_weights(_language(a).items())
     assert engine.generate(reqs) == texts_a
+
+
+def test_auto_swap_writes_in_place_only_for_a_bias_free_llama():
+    llava = get_name_map("llava")
+    llama = {"model_type": "llava", "text_config": {"model_type": "llama"}}
+    assert in_place_prefix(llama, llava) == "language_model."
+    for extra in ({"attention_bias": True}, {"mlp_bias": True}, {"model_type": "mistral"}):
+        config = {"model_type": "llava", "text_config": {"model_type": "llama", **extra}}
+        assert in_place_prefix(config, llava) is None, extra

@@ -96,9 +96,11 @@ def engine_kwargs(
 
 def in_place_prefix(config: dict, name_map: NameMap) -> str | None:
     """vLLM's name prefix of the language tower when its parameters can be written in
-    place (a Llama under a known name map), else None."""
+    place (a Llama without biases under a known name map), else None (vLLM's loader)."""
     text = config.get("text_config", config)
-    return VLLM_PREFIX.get(name_map.name) if text.get("model_type") == "llama" else None
+    if text.get("model_type") != "llama" or text.get("attention_bias") or text.get("mlp_bias"):
+        return None
+    return VLLM_PREFIX.get(name_map.name)
 
 
 def plan_reload(
