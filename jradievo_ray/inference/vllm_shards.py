@@ -24,9 +24,6 @@ from jradievo_ray.merge.checkpoint import MergeError
 
 # vllm.model_executor.layers.vocab_parallel_embedding.DEFAULT_VOCAB_PADDING_SIZE
 VOCAB_PADDING = 64
-# Where vLLM's LLaVA (and LLaVA-NeXT) puts its Llama: `hf_to_vllm_mapper` maps
-# `model.language_model.` to `language_model.model.` and `lm_head.` to `language_model.lm_head.`
-LLAVA_PREFIX = "language_model."
 # Our LM projection -> vLLM's fused parameter (LlamaModel's `orig_to_new_stacked`).
 FUSED = {
     "q_proj": "qkv_proj",
