@@ -8,9 +8,11 @@ per tensor as [k, n], in `dtype`. Per genome (a MergeRecipe):
 
 combine = TIES sign election with mergekit's `ties` normalisation when
 `recipe.sign_consensus`, else the plain weighted sum (mergekit's `task_arithmetic`).
-trim is per tensor, or with one magnitude threshold per source over the whole model
-(`recipe.trim == "global"`, from histograms of |tau_i| built at load; see magnitudes.py).
-DARE's mask is seeded by (seed, tensor name), so a (recipe, seed) pair is one model.
+trim is per tensor (the exact k-th magnitude, looked up in counts of |tau_i| per
+magnitude bucket built at load; after DARE, of the dropped vectors), or with one magnitude
+threshold per source over the whole model (`recipe.trim == "global"`; magnitudes.py).
+DARE's mask is a hash of (seed, tensor name, position), so a (recipe, seed) pair is one
+model. Each tensor is merged by one fused kernel (fused.py: compiled for large tensors).
 A MethodRecipe (generic space) runs any registered method on base + tau_i instead.
 
 Residency: "device" keeps base and task vectors on `device`; "host" keeps them in
@@ -28,7 +30,7 @@ from typing import Literal
 import torch
 
 from jradievo_ray.genome import MergeRecipe
-from jradievo_ray.merge import ops
+from jradievo_ray.merge import fused, ops
 from jradievo_ray.merge.checkpoint import Checkpoint, MergeError
 from jradievo_ray.merge.magnitudes import MagnitudeHistogram
 from jradievo_ray.merge.methods import Base, Inputs, get_method
@@ -49,6 +51,7 @@ class _Resident:
     deltas: torch.Tensor  # [k, n]
     shape: tuple[int, ...]  # shape of the shared part
     extra: torch.Tensor | None  # the VLM's own rows beyond the shared ones
+    from_top: list[torch.Tensor]  # per source: ops.counts_from_top of its task vector
 
 
 def choose_residency(needed_bytes: int, device: torch.device) -> Literal["device", "host"]:
@@ -69,11 +72,15 @@ class ResidentMerger:
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         residency: Residency = "auto",
+        kernels: fused.KernelMode = "auto",
     ):
+        """`kernels`: how the per-tensor merge runs (fused.Kernels: compiled, eager, or
+        auto = compiled for large tensors)."""
         if vlm_name in sources:
             raise MergeError(f"source name {vlm_name!r} is used by the VLM and a text LM")
         self.device = torch.device(device)
         self.dtype = dtype
+        self.kernels = fused.kernels(kernels)
         self.source_names = [vlm_name, *sources]
         self.name_map = get_name_map(name_map)
         base = Checkpoint(base_path)
@@ -120,6 +127,7 @@ class ResidentMerger:
                 torch.sub(src.reshape(-1), base_t.reshape(-1), out=deltas[i])
                 del src
             self._magnitudes.add(deltas)
+            from_top = [_compact(ops.counts_from_top(row)) for row in deltas]
             forms = self.name_map.vlm_forms(pair.lm_name)
             if pair.vlm_name not in forms:
                 forms.append(pair.vlm_name)
@@ -132,6 +140,7 @@ class ResidentMerger:
                     deltas=_store(deltas, store, pin),
                     shape=tuple(base_t.shape),
                     extra=None if rows is None else vlm_t[rows:].clone(),
+                    from_top=from_top,
                 )
             )
             del vlm_t, deltas, base_t
@@ -163,11 +172,11 @@ class ResidentMerger:
         if isinstance(recipe, MergeRecipe) and not 0 <= recipe.drop_rate < 1:
             raise MergeError(f"drop_rate must lie in [0, 1), got {recipe.drop_rate}")
 
-    def _source_params(self, recipe: MergeRecipe, lm_name: str) -> tuple[torch.Tensor, list]:
+    def _source_params(self, recipe: MergeRecipe, lm_name: str) -> tuple[list, list]:
         src = recipe.sources_for(lm_name, self.num_layers)
         weights = [src[n].weight if n in src else 0.0 for n in self.source_names]
         densities = [src[n].density if n in src else 1.0 for n in self.source_names]
-        return torch.tensor(weights, dtype=torch.float64), densities
+        return weights, densities
 
     def _staged(self) -> Iterator[tuple[_Resident, torch.Tensor, torch.Tensor]]:
         """Each tensor's (base, deltas) on the compute device. In host residency they are
@@ -219,32 +228,40 @@ class ResidentMerger:
             out.copy_(self._merge_method(t, base, deltas, recipe, seed).reshape(-1))
             return
         weights, densities = self._source_params(recipe, t.lm_name)
-        if not recipe.sign_consensus and recipe.drop_rate == 0 and min(densities) >= 1:
-            # task arithmetic: base + (scale * w) @ deltas, fused; in column chunks that stay
-            # in cache (on CPU 1.8x faster than one addmm over the whole tensor)
-            alpha = (weights * recipe.scale).to(device=self.device, dtype=self.dtype).view(1, -1)
-            n, step = deltas.shape[1], 4 * ops.chunk_size(self.device)
-            for s in range(0, n, step):
-                e = min(n, s + step)
-                torch.addmm(base[s:e].view(1, -1), alpha, deltas[:, s:e], out=out[s:e].view(1, -1))
-            return
-        if recipe.drop_rate > 0 or min(densities) < 1:
+        k = len(weights)
+        dare = recipe.drop_rate > 0
+        keep_from = round(recipe.drop_rate * 65536) if dare else 0
+        args = dict(
+            scale=recipe.scale,
+            rescale=65536 / (65536 - keep_from),
+            keep_from=keep_from,
+            keys=fused.pair_seeds(seed, t.lm_name, k) if dare else None,
+            dtype=self.dtype,
+            device=self.device,
+        )
+        thresholds = [0.0] * k
+        trim = min(densities) < 1
+        if trim and recipe.trim == "global":
+            thresholds = [
+                self._magnitudes.threshold(i, d) * args["rescale"] for i, d in enumerate(densities)
+            ]
+        elif trim and dare:
+            # the per-tensor threshold is of the dropped vectors: drop first, then trim
             work = self._scratch[: deltas.numel()].view_as(deltas)
-            work.copy_(deltas)
-            gen = ops.tensor_generator(seed, t.lm_name, self.device)
-            ops.dare_(work, recipe.drop_rate, gen)
-            if recipe.trim == "global":
-                rescale = 1.0 / (1.0 - recipe.drop_rate)
-                thresholds = [
-                    self._magnitudes.threshold(i, d) * rescale for i, d in enumerate(densities)
-                ]
-                ops.threshold_(work, thresholds)
-            else:
-                ops.trim_(work, densities)
-        else:
-            work = deltas  # read only below
+            self.kernels.dare_rows(deltas, work, *fused.parameters(weights, thresholds, **args))
+            thresholds = [
+                ops.trim_threshold(row, d) for row, d in zip(work, densities, strict=True)
+            ]
+            deltas, dare = work, False
+        elif trim:
+            thresholds = [
+                ops.trim_threshold(row, d, from_top)
+                for row, d, from_top in zip(deltas, densities, t.from_top, strict=True)
+            ]
         consensus = recipe.sign_consensus
-        ops.merge_into_(work, weights, consensus, consensus, base, recipe.scale, out)
+        variant = fused.Variant(dare=dare, trim=trim, consensus=consensus, normalize=consensus)
+        floats, ints = fused.parameters(weights, thresholds, **args)
+        self.kernels.gta(deltas, base, out, floats, ints, variant)
 
     def _merge_method(
         self,
@@ -323,6 +340,11 @@ class ResidentMerger:
                 if t.extra is not None:
                     merged = torch.cat([merged, t.extra])
                 yield (t.stored if stored_names else t.vlm_forms[0]), merged
+
+
+def _compact(counts: torch.Tensor) -> torch.Tensor:
+    """Counts as int32 when they fit (an 8B model keeps ~300 of these per source)."""
+    return counts.to(torch.int32) if int(counts[-1]) < 2**31 else counts
 
 
 def _store(tensor: torch.Tensor, device: torch.device, pin: bool) -> torch.Tensor:

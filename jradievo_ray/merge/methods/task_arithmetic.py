@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from jradievo_ray.merge import ops
+from jradievo_ray.merge import fused, ops
 from jradievo_ray.merge.methods import Inputs, Method, Param, register
 
 
@@ -24,15 +24,18 @@ def merge_deltas(
 ) -> torch.Tensor:
     """base + lambda * combine(weights * deltas) for deltas [k, *base.shape]."""
     out = torch.empty_like(base)
-    ops.merge_into_(
-        deltas.reshape(len(weights), -1),
-        torch.tensor(weights, dtype=torch.float64),
-        consensus,
-        normalize,
-        base.reshape(-1),
-        lam,
-        out.view(-1),
+    total = sum(weights)
+    floats, ints = fused.parameters(
+        weights,
+        [0.0] * len(weights),
+        scale=lam,
+        divisor=total if normalize and not consensus and abs(total) >= 1e-8 else 1.0,
+        dtype=base.dtype,
+        device=base.device,
     )
+    variant = fused.Variant(consensus=consensus, normalize=normalize)
+    flat = deltas.reshape(len(weights), -1)
+    fused.kernels().gta(flat, base.reshape(-1), out.view(-1), floats, ints, variant)
     return out
 
 
