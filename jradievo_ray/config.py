@@ -46,6 +46,11 @@ class ModelsConfig(Frozen):
     dtype: Literal["float32", "float16", "bfloat16"] = Field(
         default="float32", description="dtype of resident sources and the merged model."
     )
+    merge_kernels: Literal["auto", "compiled", "eager"] = Field(
+        default="auto",
+        description="How each tensor's merge runs: one torch.compile'd fused kernel, eager "
+        "torch ops, or auto = compiled for tensors of 4M+ entries (eager if compiling fails).",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto",
         description="Where sources are resident; auto = cuda if the actor has a GPU.",

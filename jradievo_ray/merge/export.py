@@ -142,6 +142,7 @@ def export_recipe(cfg, recipe, out_dir: str | Path, device: str = "cpu") -> Path
         device=device,
         dtype=getattr(torch, m.dtype),
         residency="auto",
+        kernels=m.merge_kernels,
     )
     config, why = recipe_to_mergekit(recipe, m.base.path, paths, merger.num_layers, m.dtype)
     if m.name_map != "llava":

@@ -32,6 +32,7 @@ def make_merger(cfg: Config, device: str):
         device=device,
         dtype=DTYPES[models.dtype],
         residency=models.residency,
+        kernels=models.merge_kernels,
     )
 
 
