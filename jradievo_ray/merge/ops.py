@@ -18,6 +18,8 @@ def tensor_generator(seed: int, name: str, device: torch.device) -> torch.Genera
 
 
 BUCKETS = 32768
+# Below this many entries a k-th value search beats building the bucket counts.
+DIRECT_KTH = 1 << 16
 
 
 def magnitude_buckets(x: torch.Tensor) -> torch.Tensor:
@@ -38,7 +40,8 @@ def kth_largest_magnitude(x: torch.Tensor, k: int, from_top: torch.Tensor | None
     (`counts_from_top`, computed here unless given) is exact for 16-bit floats; for
     float32 that bucket's few entries are then searched."""
     flat = x.reshape(-1)
-    if x.dtype not in (torch.float16, torch.bfloat16, torch.float32):
+    direct = from_top is None and flat.numel() <= DIRECT_KTH
+    if direct or x.dtype not in (torch.float16, torch.bfloat16, torch.float32):
         return float(torch.kthvalue(flat.abs(), flat.numel() - k + 1).values)
     if from_top is None:
         from_top = counts_from_top(flat)

@@ -33,7 +33,9 @@ def merge_deltas(
         dtype=base.dtype,
         device=base.device,
     )
-    variant = fused.Variant(consensus=consensus, normalize=normalize)
+    variant = fused.variant(
+        dare=False, trim=False, consensus=consensus, normalize=normalize, weights=weights
+    )
     flat = deltas.reshape(len(weights), -1)
     fused.kernels().gta(flat, base.reshape(-1), out.view(-1), floats, ints, variant)
     return out
