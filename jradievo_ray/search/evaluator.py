@@ -10,6 +10,8 @@ import random
 import time
 from typing import Any
 
+import torch
+
 from jradievo_ray.config import Config
 from jradievo_ray.data.manifest import Study, load_manifest
 from jradievo_ray.genome import MergeRecipe, make_space
@@ -68,6 +70,7 @@ class GenomeEvaluator:
             name_map=models.name_map,
         )
         self.targets = self.generator.weight_targets()
+        self._buffers: dict | None = None  # merge outputs of a backend that copies weights
         self.splits: dict[str, list[Study]] = {
             "search": load_manifest(cfg.data.search, limit=cfg.data.search_limit)
         }
@@ -75,12 +78,17 @@ class GenomeEvaluator:
             self.splits["heldout"] = load_manifest(cfg.data.heldout, limit=cfg.data.heldout_limit)
 
     def _load(self, recipe: MergeRecipe) -> None:
+        seed = self.cfg.merge.seed
         if self.targets is not None:
-            self.merger.merge_into(recipe, self.targets, seed=self.cfg.merge.seed)
-        else:
-            self.generator.load_weights(
-                self.merger.merged_tensors(recipe, seed=self.cfg.merge.seed)
-            )
+            self.merger.merge_into(recipe, self.targets, seed=seed)
+            return
+        if self._buffers is None:  # allocated once: no new tensors per genome
+            self._buffers = {
+                name: torch.empty(shape, dtype=self.merger.dtype, device=self.merger.device)
+                for name, shape in self.merger.language_shapes().items()
+            }
+        self.merger.merge_into(recipe, self._buffers, seed=seed)
+        self.generator.load_weights(self._buffers.items())
 
     def generate(
         self, recipe: MergeRecipe, split: str, shuffle_seed: int | None = None
