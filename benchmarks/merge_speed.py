@@ -45,6 +45,13 @@ def per_layer_params() -> int:
     return 2 * h * h + 2 * kv * h + 3 * h * i + 2 * h
 
 
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def available_bytes() -> int:
     with open("/proc/meminfo") as f:
         info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f}
@@ -165,7 +172,7 @@ def main() -> None:
         ta_bytes = params * itemsize * (k + 2)
         result = {
             "machine": {
-                "cpu": platform.processor() or platform.machine(),
+                "cpu": cpu_model(),
                 "cores": os.cpu_count(),
                 "device": str(device)
                 if device.type != "cuda"

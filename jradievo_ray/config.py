@@ -170,6 +170,11 @@ class InferenceConfig(Frozen):
     max_new_tokens: int = Field(default=48, ge=1, description="Greedy decoding length cap.")
     batch_size: int = Field(default=64, ge=1, description="Images per generate call.")
     tensor_parallel_size: int = Field(default=1, ge=1, description="GPUs per actor (vLLM).")
+    compile: bool = Field(
+        default=True,
+        description="vLLM: the search's engines use torch.compile (on a GPU also CUDA "
+        "graphs): each builds once, slower, and decodes every genome faster.",
+    )
 
 
 class ScoringConfig(Frozen):

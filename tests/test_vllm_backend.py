@@ -75,6 +75,9 @@ def test_engine_kwargs_cpu_and_gpu():
     assert gpu["distributed_executor_backend"] == "mp" and "enforce_eager" not in gpu
     assert 0 < gpu["gpu_memory_utilization"] < 1
     assert "hf_overrides" not in gpu
+    assert not engine_kwargs("/m", on_cpu=True, compiled=True)["enforce_eager"]
+    assert engine_kwargs("/m", on_cpu=False, compiled=False)["enforce_eager"]
+    assert cpu["mm_processor_cache_gb"] == 0  # requests are rendered once, by the generator
 
 
 def test_folders_without_an_architecture_get_the_native_one():
@@ -124,10 +127,12 @@ def vllm_gen(folders):
 
     engines = {}
 
-    def get(path):
-        if path not in engines:
-            engines[path] = VllmGenerator(path, max_new_tokens=MAX_NEW, batch_size=8)
-        return engines[path]
+    def get(path, compiled=None):
+        if (path, compiled) not in engines:
+            engines[path, compiled] = VllmGenerator(
+                path, max_new_tokens=MAX_NEW, batch_size=8, compiled=compiled
+            )
+        return engines[path, compiled]
 
     yield get
     for gen in engines.values():
@@ -146,6 +151,16 @@ def test_swap_equals_fresh_engine_and_undoes(folders, vllm_gen):
     assert engine.generate(reqs) == fresh_b
     engine.load_weights(_language(a).items())
     assert engine.generate(reqs) == texts_a
+
+
+def test_compiled_engine_swaps_and_writes_what_eager_writes(folders, vllm_gen):
+    """The search's engines use vLLM's torch.compile (inference.compile)."""
+    a, b, reqs = folders
+    engine = vllm_gen(a, compiled=True)
+    assert engine.generate(reqs) == vllm_gen(a).generate(reqs)
+    engine.load_weights(_language(b).items())
+    assert engine.generate(reqs) == vllm_gen(b).generate(reqs)
+    engine.load_weights(_language(a).items())
 
 
 def test_rejected_weights_leave_the_engine_working(folders, vllm_gen):

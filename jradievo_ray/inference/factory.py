@@ -78,10 +78,12 @@ def build_generator(
     dtype: str = "float32",
     tensor_parallel_size: int = 1,
     name_map: str | dict = "llava",
+    compiled: bool | None = None,
 ) -> Generator:
     """A ready generator for the VLM folder `model`; UserError on bad settings, a folder
     without config.json, or backend "vllm" when vLLM cannot be imported. `name_map` says
-    how the VLM names its language tower (vLLM validates swapped weights with it)."""
+    how the VLM names its language tower (vLLM validates swapped weights with it);
+    `compiled`: vLLM's torch.compile on or off (None: the platform's default)."""
     check_settings(
         backend,
         max_new_tokens=max_new_tokens,
@@ -107,6 +109,7 @@ def build_generator(
             dtype=DTYPES[dtype],
             tensor_parallel_size=tensor_parallel_size,
             name_map=name_map,
+            compiled=compiled,
         )
     from jradievo_ray.inference.transformers_backend import TransformersGenerator
 

@@ -211,6 +211,8 @@ class Kernels:
         ints: torch.Tensor,
         variant: Variant,
     ) -> None:
+        # detached views: a Parameter target would otherwise be a graph of its own
+        deltas, base, out = deltas.detach(), base.detach(), out.detach()
         n = deltas.shape[1]
         if n >= 2**31:  # DARE's column counter is int32
             raise MergeError(f"a tensor of {n} entries per source is too large to merge")

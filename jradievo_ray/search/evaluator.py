@@ -68,6 +68,7 @@ class GenomeEvaluator:
             dtype=models.dtype,
             tensor_parallel_size=inf.tensor_parallel_size,
             name_map=models.name_map,
+            compiled=inf.compile,
         )
         self.targets = self.generator.weight_targets()
         self._buffers: dict | None = None  # merge outputs of a backend that copies weights
