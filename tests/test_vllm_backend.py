@@ -204,6 +204,17 @@ def test_rendered_requests_are_reused_until_the_image_changes(folders, vllm_gen,
     assert engine.generate([req]) == [texts[2]]
 
 
+def test_more_requests_than_the_render_cache_holds(folders, vllm_gen, monkeypatch):
+    from jradievo_ray.inference import vllm_backend
+
+    a, _, reqs = folders
+    engine = vllm_gen(a)
+    texts = engine.generate(reqs)
+    monkeypatch.setattr(vllm_backend, "RENDER_CACHE_ITEMS", 2)
+    engine._cache.clear()
+    assert engine.generate(reqs) == texts and len(engine._cache) == 2
+
+
 def test_generate_command_with_vllm(folders, vllm_gen, tmp_path):
     """In a process of its own: an in-process engine that shuts down tears down vLLM's
     global distributed state, which this module's live engines share."""

@@ -292,15 +292,17 @@ class VllmGenerator:
         search sends the same studies with every genome, and rendering costs about as much
         as decoding a short report. The image itself is re-read when its file changes."""
         keys = [(str(r.image), _mtime(r.image), r.prompt) for r in requests]
-        missing = list(dict.fromkeys(k for k in keys if k not in self._cache))
+        found = {k: self._cache[k] for k in keys if k in self._cache}
+        missing = list(dict.fromkeys(k for k in keys if k not in found))
         if missing:
             by_key = dict(zip(keys, requests, strict=True))
             fresh = self._llm._preprocess_cmpl([self._raw(by_key[k]) for k in missing])
             for key, rendered in zip(missing, fresh, strict=True):
+                found[key] = rendered
                 if len(self._cache) >= RENDER_CACHE_ITEMS:
                     self._cache.pop(next(iter(self._cache)))
                 self._cache[key] = rendered
-        return [self._cache[k] for k in keys]
+        return [found[k] for k in keys]
 
     def generate(self, requests: list[GenerationRequest]) -> list[str]:
         if not requests:
