@@ -154,11 +154,7 @@ class Bench:
 
         a = self.args
         engines = []
-        # as an actor does: one set of merge buffers for its life (search/evaluator.py)
-        buffers = {
-            n: torch.empty(shape, dtype=self.merger.dtype)
-            for n, shape in self.merger.language_shapes().items()
-        }
+        buffers = self.merger.new_targets()  # as an actor does (search/evaluator.py)
 
         def setup():
             gen = VllmGenerator(

@@ -166,6 +166,14 @@ class ResidentMerger:
             for t in self._tensors
         }
 
+    def new_targets(self) -> dict[str, torch.Tensor]:
+        """Empty tensors to `merge_into` (canonical names, full shapes), for a backend that
+        copies weights in: allocated once, filled per genome."""
+        return {
+            name: torch.empty(shape, dtype=self.dtype, device=self.device)
+            for name, shape in self.language_shapes().items()
+        }
+
     def _check(self, recipe: MergeRecipe | MethodRecipe) -> None:
         unknown = sorted(set(recipe.sources) - set(self.source_names))
         if unknown:

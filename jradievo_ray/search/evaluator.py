@@ -10,8 +10,6 @@ import random
 import time
 from typing import Any
 
-import torch
-
 from jradievo_ray.config import Config
 from jradievo_ray.data.manifest import Study, load_manifest
 from jradievo_ray.genome import MergeRecipe, make_space
@@ -84,10 +82,7 @@ class GenomeEvaluator:
             self.merger.merge_into(recipe, self.targets, seed=seed)
             return
         if self._buffers is None:  # allocated once: no new tensors per genome
-            self._buffers = {
-                name: torch.empty(shape, dtype=self.merger.dtype, device=self.merger.device)
-                for name, shape in self.merger.language_shapes().items()
-            }
+            self._buffers = self.merger.new_targets()
         self.merger.merge_into(recipe, self._buffers, seed=seed)
         self.generator.load_weights(self._buffers.items())
 
