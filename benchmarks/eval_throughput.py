@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from machine import cpu_model
 from safetensors.torch import load_file, save_file
 
 from jradievo_ray.config import MergeConfig, ScoringConfig
@@ -41,16 +42,6 @@ from jradievo_ray.merge.engine import ResidentMerger
 from jradievo_ray.scoring.fitness import score_reports
 
 PHASES = ("merge", "load", "generate", "score")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def log(msg: str) -> None:

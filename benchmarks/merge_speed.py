@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -28,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+from machine import cpu_model
 from safetensors.torch import load_file
 
 from jradievo_ray.genome import MergeRecipe, SourceRecipe
@@ -43,13 +43,6 @@ def per_layer_params() -> int:
     h, i, d = SHAPE["hidden"], SHAPE["intermediate"], SHAPE["hidden"] // SHAPE["heads"]
     kv = SHAPE["kv_heads"] * d
     return 2 * h * h + 2 * kv * h + 3 * h * i + 2 * h
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def available_bytes() -> int:
