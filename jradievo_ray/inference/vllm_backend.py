@@ -1,7 +1,8 @@
 """vLLM generation: one engine per actor, each genome's merged language weights swapped in
 place (no rebuild, no disk), every cache that could serve stale results reset after a swap.
-For a Llama language tower each tensor-parallel worker gets only its own slices and copies
-them into its live parameters (vllm_shards.py); otherwise vLLM's own loader reloads them.
+For a Llama language tower each tensor-parallel worker holds views of the actor's merge
+buffers (shared memory when it is another process, attached once) and copies its own
+slices into its live parameters (vllm_shards.py); otherwise vLLM's own loader reloads them.
 
 Everything vLLM-specific lives in this module; `vllm` is imported lazily. The engine runs
 in-process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`, the "uni" executor for one device), renders
@@ -14,6 +15,7 @@ otherwise sizes it from host memory) and blocks of 32 tokens.
 from __future__ import annotations
 
 import gc
+import glob
 import logging
 import os
 from collections.abc import Iterable
@@ -26,7 +28,13 @@ from transformers import AutoProcessor
 
 from jradievo_ray.errors import UserError
 from jradievo_ray.inference.base import GenerationRequest
-from jradievo_ray.inference.vllm_shards import LlamaTp, rank_payloads, write_rank_shards
+from jradievo_ray.inference.vllm_shards import (
+    LlamaTp,
+    attach_targets,
+    rank_plans,
+    share,
+    write_targets,
+)
 from jradievo_ray.merge.checkpoint import Checkpoint, MergeError
 from jradievo_ray.merge.namemap import NameMap, get_name_map
 
@@ -103,6 +111,31 @@ def engine_kwargs(
     else:
         kwargs["gpu_memory_utilization"] = gpu_memory_utilization
     return kwargs
+
+
+def cpu_thread_binding(cpus: list[int], ranks: int) -> str:
+    """VLLM_CPU_OMP_THREADS_BIND giving each of `ranks` CPU workers an equal share of
+    `cpus` (vLLM's "auto" gives each rank a NUMA node of its own, and refuses more ranks
+    than nodes)."""
+    if len(cpus) < ranks:
+        raise UserError(
+            f"inference.tensor_parallel_size {ranks} on CPU needs {ranks} CPUs; "
+            f"this process may use {len(cpus)}"
+        )
+    per = len(cpus) // ranks
+    return "|".join(",".join(map(str, cpus[r * per : (r + 1) * per])) for r in range(ranks))
+
+
+def _numa_nodes() -> int:
+    return len(glob.glob("/sys/devices/system/node/node[0-9]*")) or 1
+
+
+def _identity(named: list[tuple[str, torch.Tensor]]) -> tuple:
+    """Which memory a list of named tensors is (a buffer set refilled in place keeps it)."""
+    return tuple(
+        (name, t.data_ptr(), tuple(t.shape), t.stride(), t.dtype, str(t.device))
+        for name, t in named
+    )
 
 
 def in_place_prefix(config: dict, name_map: NameMap) -> str | None:
@@ -217,11 +250,19 @@ class VllmGenerator:
         self.in_place = weight_swap != "reload" and self._prefix is not None
         self._tp = LlamaTp.from_config(ckpt.config) if self._prefix is not None else None
         self._tp_size = tensor_parallel_size
+        # (identity, key, tensors kept alive) of the buffers the workers hold views of
+        self._attached: tuple[tuple, str, list[torch.Tensor]] | None = None
+        self._attachments = 0
         self.processor = AutoProcessor.from_pretrained(self.model_path)
+        on_cpu = current_platform.is_cpu()
+        if on_cpu and tensor_parallel_size > _numa_nodes():
+            cpus = sorted(os.sched_getaffinity(0))
+            binding = cpu_thread_binding(cpus, tensor_parallel_size)
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", binding)
         self._llm = LLM(
             **engine_kwargs(
                 self.model_path,
-                on_cpu=current_platform.is_cpu(),
+                on_cpu=on_cpu,
                 dtype=dtype,
                 tensor_parallel_size=tensor_parallel_size,
                 seed=seed,
@@ -257,13 +298,46 @@ class VllmGenerator:
         return [(s, t) for s, (_, t) in zip(stored, items, strict=True)]
 
     def write_weights(self, named: Iterable[tuple[str, torch.Tensor]]) -> None:
-        """Each TP worker copies only its own slices into its live parameters."""
+        """Each TP worker copies only its own slices into its live parameters. The tensors
+        are attached to the workers once (as shared memory when they run in other
+        processes): the same buffers given again, refilled in place as an actor's merge
+        buffers are, cost one small RPC and no transfer."""
         if self._prefix is None:
             raise MergeError(f"{self.model_path}: no in-place weight writes for this model")
         lm = [(self.name_map.to_lm(s), t) for s, t in self._planned(named)]
-        payloads = rank_payloads(lm, self._tp, self._tp_size, self._prefix)
-        self._llm.collective_rpc(write_rank_shards, args=(payloads,))
+        key = self._attach(lm)
+        for device in {t.device for _, t in lm if t.is_cuda}:
+            torch.cuda.synchronize(device)  # the merge's kernels may still be running
+        self._llm.collective_rpc(write_targets, args=(key,))
         self._reset_caches()
+
+    def _attach(self, lm: list[tuple[str, torch.Tensor]]) -> str:
+        """The workers' key for these tensors, attaching them first unless already done."""
+        if self._attached is not None and self._attached[0] == _identity(lm):
+            return self._attached[1]
+        plans = rank_plans(
+            ((n, tuple(t.shape)) for n, t in lm), self._tp, self._tp_size, self._prefix
+        )
+        tensors = [t for _, t in lm]
+        reusable = True
+        if self._tp_size > 1:  # worker processes: pass shared-memory handles, not bytes
+            sources = []
+            for i, t in enumerate(tensors):
+                try:
+                    sources.append(share(t))
+                except RuntimeError:  # memory that cannot be shared (e.g. already shared)
+                    tensors[i] = t.clone()
+                    sources.append(share(tensors[i]))
+                    reusable = False  # later refills of `t` would not reach the copy
+        else:  # in-process: the tensors themselves
+            sources = tensors
+        self._attachments += 1
+        key = f"{os.getpid()}-{id(self)}-{self._attachments}"
+        self._llm.collective_rpc(attach_targets, args=(key, sources, plans))
+        # after `share`, which moves a CPU tensor's storage into shared memory
+        identity = _identity(lm) if reusable else ()
+        self._attached = (identity, key, tensors)
+        return key
 
     def reload_weights(self, named: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Full tensors to every worker through vLLM's own (layer-wise) loader."""
@@ -327,6 +401,7 @@ class VllmGenerator:
         Engines in one process share vLLM's global distributed state, which shutting one
         down (here or when it is garbage-collected) tears down: keep one engine per
         process, as an actor or the CLI does, or close them only at the end."""
+        self._attached = None
         llm = self.__dict__.pop("_llm", None)
         if llm is not None:
             llm.llm_engine.engine_core.shutdown()

@@ -10,7 +10,10 @@ multiple of 64 and split evenly (`VocabParallelEmbedding`; the padding rows stay
 norms whole on every rank. `shard_write` states that layout per tensor; it is checked
 against vLLM's own weight loaders in tests/test_vllm_shards.py.
 
-The pure part imports no vLLM; `write_rank_shards` runs inside a worker process.
+The pure part imports no vLLM; `attach_targets` and `write_targets` run inside each worker.
+A multi-process engine (TP > 1) gets the actor's merge buffers once, as shared memory
+(CUDA IPC, or a shared-memory file on CPU); each genome then costs one small RPC, after
+which every worker copies its own slices.
 """
 
 from __future__ import annotations
@@ -128,37 +131,110 @@ def shard_write(
     raise MergeError(f"no vLLM parameter for {lm_name!r}")
 
 
-RankPayload = list[tuple[ShardWrite, torch.Tensor]]
+RankPlan = list[tuple[ShardWrite, int]]  # (where, index of the full tensor it reads)
+WORKER_TARGETS = "jradievo_targets"  # the worker attribute holding its attached targets
 
 
-def rank_payloads(
-    named_lm: Iterable[tuple[str, torch.Tensor]], tp: LlamaTp, size: int, prefix: str
-) -> dict[int, RankPayload]:
-    """Per TP rank, each (LM name, full tensor)'s rank-local slice and where it goes.
-    Every layout error is raised here, before anything reaches a worker."""
-    out: dict[int, RankPayload] = {rank: [] for rank in range(size)}
-    for name, full in named_lm:
+def rank_plans(
+    named_shapes: Iterable[tuple[str, tuple[int, ...]]], tp: LlamaTp, size: int, prefix: str
+) -> dict[int, RankPlan]:
+    """Per TP rank, where each (LM name, full shape)'s rank-local slice goes, with the
+    index of its full tensor. Every layout error is raised here, before any worker."""
+    out: dict[int, RankPlan] = {rank: [] for rank in range(size)}
+    for index, (name, shape) in enumerate(named_shapes):
         for rank in range(size):
-            w = shard_write(name, tuple(full.shape), tp, rank, size, prefix)
-            out[rank].append((w, full.narrow(w.dim, w.src_start, w.length).contiguous()))
+            out[rank].append((shard_write(name, tuple(shape), tp, rank, size, prefix), index))
     return out
 
 
-def write_rank_shards(worker, payloads: dict[int, RankPayload]) -> int:
-    """Run by `llm.collective_rpc` in each worker: copy this rank's slices into the live
-    parameters, then let each touched layer redo what vLLM does after loading (vLLM's CPU
-    build packs linear weights for oneDNN and frees them, and keeps a packed lm_head copy;
-    on CUDA unquantized layers do nothing there). Every target is checked before any
-    write. Returns the number of elements written."""
-    from vllm.config import set_current_vllm_config
+def share(tensor: torch.Tensor) -> tuple:
+    """A handle to `tensor`'s memory that another process on this node opens as a view
+    (`open_shared`), picklable by plain pickle (vLLM's message queue would otherwise copy
+    the bytes): a CUDA IPC handle, or a named shared-memory file into which a CPU
+    tensor's storage moves, once and in place (the tensor stays usable)."""
+    if tensor.is_cuda:
+        from torch.multiprocessing.reductions import reduce_tensor
+
+        return ("cuda", *reduce_tensor(tensor))
+    # torch.multiprocessing's "file_system" sharing: a name, which any process can open
+    # (its default, a file descriptor, can be received only once).
+    manager, name, size = tensor.untyped_storage()._share_filename_cpu_()
+    dtype = str(tensor.dtype).removeprefix("torch.")
+    return (
+        "cpu",
+        manager,
+        name,
+        size,
+        dtype,
+        tensor.storage_offset(),
+        tensor.shape,
+        tensor.stride(),
+    )
+
+
+def open_shared(handle: tuple | torch.Tensor) -> torch.Tensor:
+    """The tensor behind a `share` handle (a tensor passed in-process is itself)."""
+    if isinstance(handle, torch.Tensor):
+        return handle
+    if handle[0] == "cuda":
+        rebuild, args = handle[1:]
+        return rebuild(*args)
+    _, manager, name, size, dtype, offset, shape, stride = handle
+    storage = torch.UntypedStorage._new_shared_filename_cpu(manager, name, size)
+    return torch.empty(0, dtype=getattr(torch, dtype)).set_(storage, offset, shape, stride)
+
+
+def attach_targets(worker, key: str, sources: list, plans: dict[int, RankPlan]) -> int:
+    """Run by `llm.collective_rpc` in each worker, once per set of merge buffers: open the
+    buffers (`share` handles, or the tensors themselves in-process), check that this
+    rank's slices fit its live parameters, and keep views of them for `write_targets`.
+    Returns the number of slices."""
     from vllm.distributed import get_tensor_model_parallel_rank
-    from vllm.model_executor.layers.linear import LinearBase, UnquantizedLinearMethod
+
+    tensors = [open_shared(source) for source in sources]
+    writes = [
+        (w, tensors[i].narrow(w.dim, w.src_start, w.length))
+        for w, i in plans[get_tensor_model_parallel_rank()]
+    ]
+    _layers(worker.get_model(), writes)
+    setattr(worker, WORKER_TARGETS, (key, writes))
+    return len(writes)
+
+
+def write_targets(worker, key: str) -> int:
+    """Run by `llm.collective_rpc` in each worker, once per genome: copy this rank's slices
+    of the attached buffers (their current contents) into the live parameters, then let
+    each touched layer redo what vLLM does after loading (vLLM's CPU build packs linear
+    weights for oneDNN and frees them, and keeps a packed lm_head copy; on CUDA
+    unquantized layers do nothing there). Returns the number of elements written."""
+    from vllm.config import set_current_vllm_config
+    from vllm.model_executor.layers.linear import LinearBase
+
+    attached_key, writes = getattr(worker, WORKER_TARGETS, (None, []))
+    if attached_key != key:
+        raise MergeError(f"write_targets: buffers {key!r} are not attached to this worker")
+    layers = _layers(worker.get_model(), writes)
+    with torch.no_grad(), set_current_vllm_config(worker.vllm_config):
+        for layer in layers.values():
+            if isinstance(layer, LinearBase) and layer.weight.numel() == 0:  # packed, freed
+                weight = torch.empty(_live_shape(layer), dtype=layer.weight.dtype)
+                layer.weight = torch.nn.Parameter(weight.to(layer.weight.device), False)
+        for w, piece in writes:
+            layer = layers[w.param.rpartition(".")[0]]
+            layer.weight.narrow(w.dim, w.param_start, w.length).copy_(piece)
+        for layer in layers.values():
+            if getattr(layer, "quant_method", None) is not None:
+                layer.quant_method.process_weights_after_loading(layer)
+    return sum(piece.numel() for _, piece in writes)
+
+
+def _layers(model: torch.nn.Module, writes: list[tuple[ShardWrite, torch.Tensor]]) -> dict:
+    """The layers the writes touch, each write checked to fit (MergeError otherwise)."""
+    from vllm.model_executor.layers.linear import UnquantizedLinearMethod
     from vllm.model_executor.layers.vocab_parallel_embedding import (
         UnquantizedEmbeddingMethod,
     )
 
-    model = worker.get_model()
-    writes = payloads[get_tensor_model_parallel_rank()]
     layers: dict[str, torch.nn.Module] = {}
     for w, piece in writes:
         name = w.param.rpartition(".")[0]
@@ -172,18 +248,7 @@ def write_rank_shards(worker, payloads: dict[int, RankPayload]) -> int:
         want = (*shape[: w.dim], w.length, *shape[w.dim + 1 :])
         if w.param_start + w.length > shape[w.dim] or tuple(piece.shape) != want:
             raise MergeError(f"{w.param}: slice {w} of {list(piece.shape)} does not fit {shape}")
-    with torch.no_grad(), set_current_vllm_config(worker.vllm_config):
-        for layer in layers.values():
-            if isinstance(layer, LinearBase) and layer.weight.numel() == 0:  # packed, freed
-                weight = torch.empty(_live_shape(layer), dtype=layer.weight.dtype)
-                layer.weight = torch.nn.Parameter(weight.to(layer.weight.device), False)
-        for w, piece in writes:
-            layer = layers[w.param.rpartition(".")[0]]
-            layer.weight.narrow(w.dim, w.param_start, w.length).copy_(piece)
-        for layer in layers.values():
-            if getattr(layer, "quant_method", None) is not None:
-                layer.quant_method.process_weights_after_loading(layer)
-    return sum(piece.numel() for _, piece in writes)
+    return layers
 
 
 def _live_shape(layer: torch.nn.Module) -> tuple[int, ...]:
