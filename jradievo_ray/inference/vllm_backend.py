@@ -319,24 +319,13 @@ class VllmGenerator:
             ((n, tuple(t.shape)) for n, t in lm), self._tp, self._tp_size, self._prefix
         )
         tensors = [t for _, t in lm]
-        reusable = True
-        if self._tp_size > 1:  # worker processes: pass shared-memory handles, not bytes
-            sources = []
-            for i, t in enumerate(tensors):
-                try:
-                    sources.append(share(t))
-                except RuntimeError:  # memory that cannot be shared (e.g. already shared)
-                    tensors[i] = t.clone()
-                    sources.append(share(tensors[i]))
-                    reusable = False  # later refills of `t` would not reach the copy
-        else:  # in-process: the tensors themselves
-            sources = tensors
+        # Worker processes get shared-memory handles, not bytes; in-process, the tensors.
+        sources = [share(t) for t in tensors] if self._tp_size > 1 else tensors
         self._attachments += 1
         key = f"{os.getpid()}-{id(self)}-{self._attachments}"
         self._llm.collective_rpc(attach_targets, args=(key, sources, plans))
         # after `share`, which moves a CPU tensor's storage into shared memory
-        identity = _identity(lm) if reusable else ()
-        self._attached = (identity, key, tensors)
+        self._attached = (_identity(lm), key, tensors)
         return key
 
     def reload_weights(self, named: Iterable[tuple[str, torch.Tensor]]) -> None:
