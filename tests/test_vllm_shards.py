@@ -264,3 +264,5 @@ def test_tp2_engine_swaps_in_place_as_its_own_loader_does(folders, tmp_path):  #
     assert texts["b_in_place"] == texts["b_reload"]
     assert texts["a_in_place"] == texts["a"]
     assert texts["attachments"] == 1  # the refill cost no second attach
+    assert texts["a_after_reload"] == texts["a"]  # the kept views outlive vLLM's reload
+    assert texts["attachments_at_end"] == 1

@@ -5,8 +5,8 @@ processes of their own, spawned from this one's `__main__`).
     python tests/vllm_tp_check.py A B STUDIES.jsonl OUT.json
 
 Writes the greedy texts of: A; A's buffers refilled with B's language weights and written
-in place; the same buffers refilled with A's; B through vLLM's own loader; and how many
-times the buffers were attached to the workers.
+in place; the same buffers refilled with A's; B through vLLM's own loader; the buffers
+refilled with A's once more; and how many times the buffers were attached to the workers.
 """
 
 from __future__ import annotations
@@ -15,24 +15,12 @@ import json
 import sys
 from pathlib import Path
 
-from safetensors.torch import load_file
+from test_vllm_backend import _language as language
 
 from jradievo_ray.data.manifest import load_manifest
 from jradievo_ray.inference.base import GenerationRequest
 from jradievo_ray.inference.vllm_backend import VllmGenerator
-from jradievo_ray.merge.namemap import get_name_map
 from jradievo_ray.zoo.corpus import PROMPT_JA
-
-LLAVA = get_name_map("llava")
-
-
-def language(path: Path) -> dict:
-    """The folder's language tensors under the merge engine's canonical names."""
-    out = {}
-    for name, tensor in load_file(str(path / "model.safetensors")).items():
-        if LLAVA.to_lm(name) is not None:
-            out[LLAVA.vlm_forms(LLAVA.to_lm(name))[0]] = tensor
-    return out
 
 
 def main() -> int:
@@ -53,6 +41,11 @@ def main() -> int:
     result["attachments"] = engine._attachments
     engine.reload_weights(language(b).items())
     result["b_reload"] = engine.generate(reqs)
+    for name, tensor in language(a).items():  # the attached buffers again, after vLLM's loader
+        buffers[name].copy_(tensor)
+    engine.load_weights(buffers.items())
+    result["a_after_reload"] = engine.generate(reqs)
+    result["attachments_at_end"] = engine._attachments
     engine.close()
     out.write_text(json.dumps(result, ensure_ascii=False))
     return 0

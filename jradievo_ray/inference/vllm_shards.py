@@ -187,8 +187,8 @@ def open_shared(handle: tuple | torch.Tensor) -> torch.Tensor:
 def attach_targets(worker, key: str, sources: list, plans: dict[int, RankPlan]) -> int:
     """Run by `llm.collective_rpc` in each worker, once per set of merge buffers: open the
     buffers (`share` handles, or the tensors themselves in-process), check that this
-    rank's slices fit its live parameters, and keep views of them for `write_targets`.
-    Returns the number of slices."""
+    rank's slices fit its live parameters, and keep views of them and the layers they go
+    to for `write_targets`. Returns the number of slices."""
     from vllm.distributed import get_tensor_model_parallel_rank
 
     tensors = [open_shared(source) for source in sources]
@@ -196,24 +196,23 @@ def attach_targets(worker, key: str, sources: list, plans: dict[int, RankPlan]) 
         (w, tensors[i].narrow(w.dim, w.src_start, w.length))
         for w, i in plans[get_tensor_model_parallel_rank()]
     ]
-    _layers(worker.get_model(), writes)
-    setattr(worker, WORKER_TARGETS, (key, writes))
+    layers = _layers(worker.get_model(), writes)
+    setattr(worker, WORKER_TARGETS, (key, writes, layers))
     return len(writes)
 
 
 def write_targets(worker, key: str) -> int:
     """Run by `llm.collective_rpc` in each worker, once per genome: copy this rank's slices
-    of the attached buffers (their current contents) into the live parameters, then let
-    each touched layer redo what vLLM does after loading (vLLM's CPU build packs linear
-    weights for oneDNN and frees them, and keeps a packed lm_head copy; on CUDA
-    unquantized layers do nothing there). Returns the number of elements written."""
+    of the attached buffers (their current contents, checked at attach) into the live
+    parameters, then let each touched layer redo what vLLM does after loading (vLLM's CPU
+    build packs linear weights for oneDNN and frees them, and keeps a packed lm_head copy;
+    on CUDA unquantized layers do nothing there). Returns the number of elements written."""
     from vllm.config import set_current_vllm_config
     from vllm.model_executor.layers.linear import LinearBase
 
-    attached_key, writes = getattr(worker, WORKER_TARGETS, (None, []))
+    attached_key, writes, layers = getattr(worker, WORKER_TARGETS, (None, [], {}))
     if attached_key != key:
         raise MergeError(f"write_targets: buffers {key!r} are not attached to this worker")
-    layers = _layers(worker.get_model(), writes)
     with torch.no_grad(), set_current_vllm_config(worker.vllm_config):
         for layer in layers.values():
             if isinstance(layer, LinearBase) and layer.weight.numel() == 0:  # packed, freed
