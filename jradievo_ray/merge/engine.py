@@ -239,12 +239,13 @@ class ResidentMerger:
         weights, densities = self._source_params(recipe, t.lm_name)
         dare = recipe.drop_rate > 0
         keep_from = round(recipe.drop_rate * 65536) if dare else 0
+        rescale = 65536 / (65536 - keep_from)  # 1 / (1 - p), p rounded to 16 bits
         thresholds = [0.0] * len(weights)
         trim = min(densities) < 1
         if trim:
             # TIES trims the dropped vector to density d: of the surviving entries, those in
             # the top d / (1 - p) of |tau| (the survivors are a uniform sample of tau)
-            densities = [min(1.0, d * 65536 / (65536 - keep_from)) for d in densities]
+            densities = [min(1.0, d * rescale) for d in densities]
             if recipe.trim == "global":
                 thresholds = [self._magnitudes.threshold(i, d) for i, d in enumerate(densities)]
             else:
@@ -256,7 +257,7 @@ class ResidentMerger:
             weights,
             thresholds,
             scale=recipe.scale,
-            rescale=65536 / (65536 - keep_from),
+            rescale=rescale,
             keep_from=keep_from,
             keys=fused.pair_seeds(seed, t.lm_name, len(weights)) if dare else None,
             dtype=self.dtype,

@@ -173,7 +173,7 @@ class Kernels:
         if mode not in ("auto", "compiled", "eager"):
             raise MergeError(f"merge kernels must be auto, compiled or eager, got {mode!r}")
         self.mode = mode
-        self._compiled: dict[str, object] = {}
+        self._compiled_gta = None  # torch.compile(gta), made on first use
         self._broken = False
 
     def compiles(self, columns: int) -> bool:
@@ -182,18 +182,17 @@ class Kernels:
             return False
         return self.mode == "compiled" or columns >= AUTO_COMPILE_COLUMNS
 
-    def _call_compiled(self, name: str, fn, *args) -> bool:
-        compiled = self._compiled.get(name)
-        if compiled is None:
+    def _gta_compiled(self, *args) -> bool:
+        if self._compiled_gta is None:
             import torch._dynamo
 
             # one compiled graph per (variant, dtypes, k): more than dynamo's default 8
             torch._dynamo.config.recompile_limit = max(
                 torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT
             )
-            compiled = self._compiled[name] = torch.compile(fn, dynamic=True)
+            self._compiled_gta = torch.compile(gta, dynamic=True)
         try:
-            compiled(*args)
+            self._compiled_gta(*args)
         except Exception as exc:  # inductor raises many kinds; only "auto" may recover
             if self.mode == "compiled":
                 raise MergeError(f"merge kernel did not compile: {exc}") from exc
@@ -216,9 +215,7 @@ class Kernels:
         n = deltas.shape[1]
         if n >= 2**31:  # DARE's column counter is int32
             raise MergeError(f"a tensor of {n} entries per source is too large to merge")
-        if self.compiles(n) and self._call_compiled(
-            "gta", gta, deltas, base, out, floats, ints, 0, variant
-        ):
+        if self.compiles(n) and self._gta_compiled(deltas, base, out, floats, ints, 0, variant):
             return
         step = chunk_size(deltas.device)
         for s in range(0, n, step):
