@@ -90,7 +90,7 @@ def engine_kwargs(
         "distributed_executor_backend": "uni" if tensor_parallel_size == 1 else "mp",
         "limit_mm_per_prompt": {"image": 1},
         "max_num_seqs": max_num_seqs,
-        # The generator keeps its own rendered requests (RenderCache); vLLM's processor
+        # The generator keeps its own rendered requests (`_rendered`); vLLM's processor
         # cache would strip the image data from a request submitted a second time.
         "mm_processor_cache_gb": 0,
     }
