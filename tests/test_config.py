@@ -7,6 +7,7 @@ import yaml
 from pydantic import ValidationError
 
 from jradievo_ray.config import DEMO_CONFIG, apply_overrides, load_config
+from jradievo_ray.data.synthetic import write_split
 from jradievo_ray.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,7 +122,7 @@ def test_missing_model_folder_reported_before_ray(tmp_path):
     assert not (tmp_path / "run").exists()  # nothing started
 
 
-def test_missing_data_file_reported(tmp_path):
+def _config_with_data(tmp_path, data: dict):
     for name in ("base", "vlm", "ja"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.json").write_text("{}")
@@ -129,12 +130,32 @@ def test_missing_data_file_reported(tmp_path):
     raw["models"]["base"]["path"] = str(tmp_path / "base")
     raw["models"]["vlm"]["path"] = str(tmp_path / "vlm")
     raw["models"]["sources"] = [{"name": "ja", "path": str(tmp_path / "ja")}]
-    raw["data"] = {"search": str(tmp_path / "nope.jsonl")}
+    raw["data"] = data
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(raw))
+    return cfg
+
+
+def test_missing_data_file_reported(tmp_path):
+    cfg = _config_with_data(tmp_path, {"search": str(tmp_path / "nope.jsonl")})
     proc = run_cli("search", "--config", str(cfg), "--out", str(tmp_path / "run"))
     assert proc.returncode == 2
     assert (
         proc.stderr.strip()
         == f"error: {cfg}: data.search: file does not exist: {tmp_path / 'nope.jsonl'}"
     )
+
+
+def test_bad_manifest_line_reported_before_ray(tmp_path):
+    write_split(tmp_path / "d", "search", 2, seed=0)
+    heldout = write_split(tmp_path / "d", "heldout", 3, seed=1)
+    with heldout.open("a") as fh:
+        fh.write('{"id": "late", "image": "gone.png", "report_ja": "x"}\n')
+    search = str(tmp_path / "d" / "search.jsonl")
+    cfg = _config_with_data(tmp_path, {"search": search, "heldout": str(heldout)})
+    proc = run_cli("search", "--config", str(cfg), "--out", str(tmp_path / "run"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"error: {cfg}: data.heldout: {heldout}:4: image not found: {tmp_path / 'd' / 'gone.png'}"
+    )
+    assert not (tmp_path / "run").exists()

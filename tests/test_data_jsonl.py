@@ -40,6 +40,15 @@ def test_bad_lines_name_file_and_line(tmp_path, manifest, line, message):
     assert str(exc.value).startswith(f"{bad}:5: ")  # 3 studies, a blank line, then this
 
 
+def test_an_unreadable_image_is_named_after_every_line_is_parsed(tmp_path, manifest):
+    (manifest.parent / "truncated.png").write_bytes(b"")
+    bad = with_lines(tmp_path, manifest, '{"id": "n1", "image": "truncated.png"}')
+    with pytest.raises(UserError) as exc:
+        load_manifest(bad)
+    assert str(exc.value).startswith(f"{bad}:5: cannot read image ")
+    assert len(load_manifest(bad, check_images=False)) == 4
+
+
 def test_duplicate_ids_and_missing_files(tmp_path, manifest):
     first = manifest.read_text().splitlines()[0]
     with pytest.raises(UserError, match=r":5: duplicate id"):

@@ -80,3 +80,35 @@ def test_vllm_backend_without_vllm_is_a_clear_error(setup, tmp_path, capsys):
     argv = ["generate", "--model", str(vlm), "--data", str(data), "--out", str(tmp_path / "o")]
     assert main([*argv, "--backend", "vllm"]) == 2
     assert "vllm cannot be imported" in capsys.readouterr().err
+
+
+def test_unreadable_image_exits_2_naming_its_line_before_a_model_is_built(setup, tmp_path, capsys):
+    vlm, data = setup
+    real = load_requests(data, PROMPT_JA)[0].image
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    bad = tmp_path / "in.jsonl"
+    bad.write_text(
+        json.dumps({"id": "a", "image": str(real)}) + '\n{"id": "b", "image": "broken.png"}\n'
+    )
+    argv = ["generate", "--model", str(vlm), "--data", str(bad), "--out", str(tmp_path / "o")]
+    assert main([*argv, "--backend", "transformers"]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:2: cannot read image {tmp_path / 'broken.png'}: not an image file" in err
+    assert "backend ready" not in err and not (tmp_path / "o").exists()
+
+
+def test_images_relative_to_the_working_directory_when_not_beside_the_file(
+    setup, tmp_path, monkeypatch
+):
+    _, data = setup
+    real = load_requests(data, PROMPT_JA)[0].image
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "x.png").write_bytes(real.read_bytes())
+    (tmp_path / "sub").mkdir()
+    lines = tmp_path / "sub" / "in.jsonl"
+    lines.write_text('{"id": "a", "image": "imgs/x.png"}\n')
+    monkeypatch.chdir(tmp_path)
+    assert load_requests(lines, PROMPT_JA)[0].image == tmp_path / "imgs" / "x.png"
+    (tmp_path / "sub" / "imgs").mkdir()  # beside the file wins when both exist
+    (tmp_path / "sub" / "imgs" / "x.png").write_bytes(real.read_bytes())
+    assert load_requests(lines, PROMPT_JA)[0].image == tmp_path / "sub" / "imgs" / "x.png"

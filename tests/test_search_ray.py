@@ -125,3 +125,12 @@ def test_actor_that_cannot_start_stops_the_search_clearly(ray_local):
     )
     with pytest.raises(ActorStartError, match="could not start"):
         pool.map([("evaluate_genome", ([0.5] * 8,))])
+
+
+def test_bad_input_an_actor_finds_is_a_user_error_not_a_crash(ray_local):
+    message = "s3://b/search.jsonl:4: image not found: /cache/b/gone.png"
+    factory = functools.partial(toy_evaluator.ToyEvaluator, bad_input=message)
+    pool = ActorPool(factory, 1, ActorResources(0.5, 0), 2)
+    with pytest.raises(UserError) as exc:
+        pool.map([("evaluate_genome", ([0.5] * 8,))])
+    assert str(exc.value) == message

@@ -6,16 +6,25 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from jradievo_ray.errors import UserError
+
 
 class ToyEvaluator:
     """Fitness peaks at 0.5 in every gene. Genomes with drop_rate > fail_above raise;
     the first genome with drop_rate > die_above kills its actor's process once."""
 
     def __init__(
-        self, fail_above: float = 2.0, die_above: float = 2.0, marker: str = "", bad: bool = False
+        self,
+        fail_above: float = 2.0,
+        die_above: float = 2.0,
+        marker: str = "",
+        bad: bool = False,
+        bad_input: str = "",
     ):
         if bad:
             raise FileNotFoundError("no such model folder")
+        if bad_input:
+            raise UserError(bad_input)
         self.fail_above = fail_above
         self.die_above = die_above
         self.marker = Path(marker) if marker else None

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         recipe = recipe_from_dict(json.loads(result_file.read_text())["best"]["recipe"])
     except (ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{result_file}: best.recipe: unreadable ({exc})") from None
-    cfg = prepare(load_config(config_file), str(config_file))
+    cfg = prepare(load_config(config_file), str(config_file), data=False)
     out = export_recipe(cfg, recipe, args.out or run_dir / "export", device=args.device)
     print(f"wrote {out / 'merge.yaml'} and {out / 'model'}")
     return 0

@@ -1,6 +1,6 @@
 """JSONL study manifests: `{"id", "image", "findings": [...], "report_en", "report_ja"}`.
 
-`image` is relative to the manifest's folder unless absolute. Errors name file and line.
+`image`: see images.py (resolved, checked readable). Errors name file and line.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jradievo_ray.data.images import check_readable, resolve_image
 from jradievo_ray.data.jsonl import read_jsonl, require_str, unique_id
 from jradievo_ray.errors import UserError
 
@@ -27,19 +28,17 @@ def load_manifest(
     path = Path(path)
     studies: list[Study] = []
     seen: set[str] = set()
+    lines: list[str] = []
     for where, row in read_jsonl(path):
         ident = unique_id(row, where, seen)
-        image = Path(require_str(row, "image", where))
+        raw_image = require_str(row, "image", where)
         findings = row.get("findings", [])
         if not isinstance(findings, list) or not all(isinstance(f, str) for f in findings):
             raise UserError(f"{where}: 'findings' must be a list of strings")
         for key in ("report_en", "report_ja"):
             if not isinstance(row.get(key, ""), str):
                 raise UserError(f"{where}: '{key}' must be a string")
-        if not image.is_absolute():
-            image = path.parent / image
-        if check_images and not image.is_file():
-            raise UserError(f"{where}: image not found: {image}")
+        image = resolve_image(raw_image, path.parent, where, check_images)
         studies.append(
             Study(
                 id=ident,
@@ -49,8 +48,11 @@ def load_manifest(
                 report_ja=row.get("report_ja", ""),
             )
         )
+        lines.append(where)
         if limit is not None and len(studies) >= limit:
             break
     if not studies:
         raise UserError(f"{path}: no studies")
+    if check_images:
+        check_readable((where, s.image) for where, s in zip(lines, studies, strict=True))
     return studies

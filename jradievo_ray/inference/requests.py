@@ -1,6 +1,6 @@
 """Generation inputs for `jradievo generate`: JSONL lines `{"id", "image", "prompt"?}`.
 
-`image` is relative to the file's folder unless absolute; a line without `prompt` gets the
+`image` is resolved and checked as images.py says; a line without `prompt` gets the
 default. Errors name the file and line.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from jradievo_ray.data.images import check_readable, resolve_image
 from jradievo_ray.data.jsonl import read_jsonl, require_str, unique_id
 from jradievo_ray.errors import UserError
 from jradievo_ray.inference.base import GenerationRequest
@@ -17,17 +18,16 @@ def load_requests(path: str | Path, default_prompt: str) -> list[GenerationReque
     path = Path(path)
     requests: list[GenerationRequest] = []
     seen: set[str] = set()
+    lines: list[str] = []
     for where, row in read_jsonl(path):
         ident = unique_id(row, where, seen)
-        image = Path(require_str(row, "image", where))
+        image = resolve_image(require_str(row, "image", where), path.parent, where)
         prompt = row.get("prompt", default_prompt)
         if not isinstance(prompt, str) or not prompt.strip():
             raise UserError(f"{where}: 'prompt' must be a non-empty string")
-        if not image.is_absolute():
-            image = path.parent / image
-        if not image.is_file():
-            raise UserError(f"{where}: image not found: {image}")
         requests.append(GenerationRequest(id=ident, image=image, prompt=prompt))
+        lines.append(where)
     if not requests:
         raise UserError(f"{path}: no requests")
+    check_readable((where, r.image) for where, r in zip(lines, requests, strict=True))
     return requests

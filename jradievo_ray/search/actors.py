@@ -6,6 +6,7 @@ GenomeEvaluator on GPUs and tiny toy objectives in tests.
 
 from __future__ import annotations
 
+import re
 import traceback
 from collections import deque
 from collections.abc import Callable
@@ -16,11 +17,21 @@ from ray.exceptions import RayActorError
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from jradievo_ray.errors import UserError
 from jradievo_ray.search.resources import ActorResources
 
 
 class ActorStartError(RuntimeError):
     """An actor's evaluator failed to build (bad model folder, out of memory ...)."""
+
+
+def start_error(exc: Exception) -> Exception:
+    """What an actor's failed __init__ means to the user: its own UserError (bad input the
+    driver could not check, such as an s3:// manifest), else an ActorStartError."""
+    found = re.search(rf"{re.escape(UserError.__module__)}\.UserError: (.+)", str(exc))
+    if found:
+        return UserError(found.group(1))
+    return ActorStartError(f"evaluation actor could not start: {exc}")
 
 
 class EvalActor:
@@ -112,7 +123,7 @@ class ActorPool:
                     result = ray.get(ref)
                 except RayActorError as exc:  # died, its node died, or unreachable
                     if exc.actor_init_failed:  # every replacement would fail the same way
-                        raise ActorStartError(f"evaluation actor could not start: {exc}") from None
+                        raise start_error(exc) from None
                     attempts[i] += 1
                     self.log(f"actor {a} lost ({type(exc).__name__}); replacing it")
                     self._replace(a)

@@ -36,16 +36,33 @@ def _check_file(value: str, field: str, source: str) -> None:
         raise UserError(f"{source}: {field}: file does not exist: {value}")
 
 
-def check_paths(cfg: Config, source: str) -> None:
-    """Raise UserError for the first model folder or data file that does not exist."""
+def _check_manifest(value: str, limit: int | None, field: str, source: str) -> None:
+    """Every line the search will read, parsed and its image opened, before Ray starts
+    (an s3:// manifest is checked by the actors, once they have fetched it)."""
+    _check_file(value, field, source)
+    if value.startswith("s3://"):
+        return
+    from jradievo_ray.data.manifest import load_manifest
+
+    try:
+        load_manifest(value, limit=limit)
+    except UserError as exc:
+        raise UserError(f"{source}: {field}: {exc}") from None
+
+
+def check_paths(cfg: Config, source: str, data: bool = True) -> None:
+    """Raise UserError for the first model folder, or with `data` data file or manifest
+    line, that is missing or unusable."""
     m = cfg.models
     _check_model(m.base.path, "models.base.path", source)
     _check_model(m.vlm.path, "models.vlm.path", source)
     for i, s in enumerate(m.sources):
         _check_model(s.path, f"models.sources.{i}.path", source)
-    _check_file(cfg.data.search, "data.search", source)
+    if not data:
+        return
+    _check_manifest(cfg.data.search, cfg.data.search_limit, "data.search", source)
     if cfg.data.heldout:
-        _check_file(cfg.data.heldout, "data.heldout", source)
+        _check_manifest(cfg.data.heldout, cfg.data.heldout_limit, "data.heldout", source)
 
 
 def resolve_paths(cfg: Config) -> Config:
@@ -67,9 +84,10 @@ def resolve_paths(cfg: Config) -> Config:
     return cfg.model_copy(update={"models": models, "data": data})
 
 
-def prepare(cfg: Config, source: str) -> Config:
+def prepare(cfg: Config, source: str, data: bool = True) -> Config:
+    """`cfg` with real paths, checked (`data`: also its manifests; an export needs none)."""
     resolved = resolve_paths(cfg)
-    check_paths(resolved, source)
+    check_paths(resolved, source, data)
     return resolved
 
 
