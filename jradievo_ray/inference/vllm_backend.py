@@ -113,6 +113,27 @@ def engine_kwargs(
     return kwargs
 
 
+def text_head_dim(config: dict) -> int | None:
+    """The attention head size of a (VLM) config's language model, if it says."""
+    text = config.get("text_config", config)
+    if text.get("head_dim"):
+        return int(text["head_dim"])
+    if text.get("hidden_size") and text.get("num_attention_heads"):
+        return int(text["hidden_size"]) // int(text["num_attention_heads"])
+    return None
+
+
+def check_cpu_head_dim(model_path: str, config: dict, supported: list[int]) -> None:
+    """UserError unless vLLM's CPU attention has a kernel for the model's head size (it
+    otherwise fails deep inside the engine's first forward pass)."""
+    head_dim = text_head_dim(config)
+    if head_dim is not None and head_dim not in supported:
+        raise UserError(
+            f"{model_path}: head_dim {head_dim}: vLLM's CPU attention supports head sizes "
+            f"{', '.join(map(str, supported))}; use the transformers backend for this model"
+        )
+
+
 def cpu_thread_binding(cpus: list[int], ranks: int) -> str:
     """VLLM_CPU_OMP_THREADS_BIND giving each of `ranks` CPU workers an equal share of
     `cpus` (vLLM's "auto" gives each rank a NUMA node of its own, and refuses more ranks
@@ -255,6 +276,11 @@ class VllmGenerator:
         self._attachments = 0
         self.processor = AutoProcessor.from_pretrained(self.model_path)
         on_cpu = current_platform.is_cpu()
+        if on_cpu:
+            from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+            supported = CPUAttentionBackend.get_supported_head_sizes()
+            check_cpu_head_dim(self.model_path, ckpt.config, supported)
         if on_cpu and tensor_parallel_size > _numa_nodes():
             cpus = sorted(os.sched_getaffinity(0))
             binding = cpu_thread_binding(cpus, tensor_parallel_size)
