@@ -117,6 +117,17 @@ def _language(path) -> dict[str, torch.Tensor]:
     return out
 
 
+def _with_language_of(vlm, other, out):
+    """`vlm` with `other`'s language model: what swapping other's weights in must give."""
+    shutil.copytree(vlm, out)
+    tensors = load_file(str(vlm / "model.safetensors"))
+    for name, tensor in load_file(str(other / "model.safetensors")).items():
+        if name.startswith("language_model."):
+            tensors[name] = tensor
+    save_file(tensors, str(out / "model.safetensors"), {"format": "pt"})
+    return out
+
+
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     """A: a random LLaVA. B: A's vision tower and projector with another language model
@@ -125,13 +136,7 @@ def folders(tmp_path_factory):
     tok = small_tokenizer()
     a = build_random_llava(root / "a", seed=0, tokenizer=tok, layers=2)
     other = build_random_llava(root / "other", seed=1, tokenizer=tok, layers=2)
-    b = root / "b"
-    shutil.copytree(a, b)
-    tensors = load_file(str(a / "model.safetensors"))
-    for name, tensor in load_file(str(other / "model.safetensors")).items():
-        if name.startswith("language_model."):
-            tensors[name] = tensor
-    save_file(tensors, str(b / "model.safetensors"), {"format": "pt"})
+    b = _with_language_of(a, other, root / "b")
     studies = load_manifest(write_split(root / "data", "t", 7, seed=0))
     reqs = [GenerationRequest(id=s.id, image=s.image, prompt=PROMPT_JA) for s in studies]
     return a, b, reqs
@@ -179,6 +184,43 @@ def test_compiled_engine_swaps_and_writes_what_eager_writes(folders, vllm_gen):
     engine.load_weights(_language(b).items())
     assert engine.generate(reqs) == vllm_gen(b).generate(reqs)
     engine.load_weights(_language(a).items())
+
+
+def _tied_llava(out, seed, tok):
+    """A LLaVA whose lm_head is its embed_tokens, saved as transformers saves one (no
+    lm_head tensor); weights large enough that the layers, not the echoed input
+    embedding, decide the next token."""
+    from transformers import LlavaForConditionalGeneration
+
+    from jradievo_ray.zoo.models import Shape, llava_config, save_llava
+
+    shape = Shape(layers=2)
+    cfg = llava_config(tok, shape)
+    cfg.tie_word_embeddings = cfg.text_config.tie_word_embeddings = True
+    cfg.text_config.initializer_range = 0.3
+    torch.manual_seed(seed)
+    save_llava(LlavaForConditionalGeneration(cfg).eval(), tok, shape, out)
+    tensors = load_file(str(out / "model.safetensors"))
+    del tensors["language_model.lm_head.weight"]
+    save_file(tensors, str(out / "model.safetensors"), {"format": "pt"})
+    return out
+
+
+def test_tied_lm_head_follows_a_swapped_embedding(folders, vllm_gen, tmp_path):
+    """vLLM's CPU build packs a copy of the tied lm_head: it must be redone on a write."""
+    from jradievo_ray.inference.transformers_backend import TransformersGenerator
+
+    _, _, reqs = folders
+    tok = small_tokenizer()
+    a, other = _tied_llava(tmp_path / "a", 0, tok), _tied_llava(tmp_path / "other", 1, tok)
+    b = _with_language_of(a, other, tmp_path / "b")
+    engine = vllm_gen(a)
+    assert engine.in_place
+    texts_a = engine.generate(reqs)
+    engine.load_weights(_language(b).items())
+    texts_b = TransformersGenerator(b, max_new_tokens=MAX_NEW, batch_size=8).generate(reqs)
+    assert texts_b != texts_a
+    assert engine.generate(reqs) == texts_b
 
 
 def test_rejected_weights_leave_the_engine_working(folders, vllm_gen):

@@ -196,7 +196,9 @@ def attach_targets(worker, key: str, sources: list, plans: dict[int, RankPlan]) 
         (w, tensors[i].narrow(w.dim, w.src_start, w.length))
         for w, i in plans[get_tensor_model_parallel_rank()]
     ]
-    layers = _layers(worker.get_model(), writes)
+    model = worker.get_model()
+    layers = _layers(model, writes)
+    layers |= _tied(model, layers)
     setattr(worker, WORKER_TARGETS, (key, writes, layers))
     return len(writes)
 
@@ -248,6 +250,17 @@ def _layers(model: torch.nn.Module, writes: list[tuple[ShardWrite, torch.Tensor]
         if w.param_start + w.length > shape[w.dim] or tuple(piece.shape) != want:
             raise MergeError(f"{w.param}: slice {w} of {list(piece.shape)} does not fit {shape}")
     return layers
+
+
+def _tied(model: torch.nn.Module, layers: dict[str, torch.nn.Module]) -> dict:
+    """Other layers that hold a written layer's weight (a tied lm_head holds embed_tokens'):
+    vLLM's CPU build keeps a packed copy of it in each, which must be redone too."""
+    written = {id(layer.weight) for layer in layers.values()}
+    return {
+        name: module
+        for name, module in model.named_modules()
+        if name not in layers and id(getattr(module, "weight", None)) in written
+    }
 
 
 def _live_shape(layer: torch.nn.Module) -> tuple[int, ...]:
