@@ -28,7 +28,7 @@ def load_manifest(
     path = Path(path)
     studies: list[Study] = []
     seen: set[str] = set()
-    lines: list[str] = []
+    located: list[tuple[str, Path]] = []  # (file:line, image) for check_readable
     for where, row in read_jsonl(path):
         ident = unique_id(row, where, seen)
         raw_image = require_str(row, "image", where)
@@ -48,11 +48,11 @@ def load_manifest(
                 report_ja=row.get("report_ja", ""),
             )
         )
-        lines.append(where)
+        located.append((where, image))
         if limit is not None and len(studies) >= limit:
             break
     if not studies:
         raise UserError(f"{path}: no studies")
     if check_images:
-        check_readable((where, s.image) for where, s in zip(lines, studies, strict=True))
+        check_readable(located)
     return studies

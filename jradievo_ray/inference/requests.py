@@ -18,7 +18,7 @@ def load_requests(path: str | Path, default_prompt: str) -> list[GenerationReque
     path = Path(path)
     requests: list[GenerationRequest] = []
     seen: set[str] = set()
-    lines: list[str] = []
+    located: list[tuple[str, Path]] = []  # (file:line, image) for check_readable
     for where, row in read_jsonl(path):
         ident = unique_id(row, where, seen)
         image = resolve_image(require_str(row, "image", where), path.parent, where)
@@ -26,8 +26,8 @@ def load_requests(path: str | Path, default_prompt: str) -> list[GenerationReque
         if not isinstance(prompt, str) or not prompt.strip():
             raise UserError(f"{where}: 'prompt' must be a non-empty string")
         requests.append(GenerationRequest(id=ident, image=image, prompt=prompt))
-        lines.append(where)
+        located.append((where, image))
     if not requests:
         raise UserError(f"{path}: no requests")
-    check_readable((where, r.image) for where, r in zip(lines, requests, strict=True))
+    check_readable(located)
     return requests
