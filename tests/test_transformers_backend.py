@@ -7,6 +7,7 @@ from jradievo_ray.inference.base import GenerationRequest
 from jradievo_ray.inference.transformers_backend import TransformersGenerator
 from jradievo_ray.zoo import build_random_llava
 from jradievo_ray.zoo.corpus import PROMPT_JA
+from jradievo_ray.zoo.models import build_transformers_saved_vlm
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +53,18 @@ def test_weight_targets_are_the_live_language_model_under_vlm_names(setup):
     assert gen.generate(reqs) == before
     with pytest.raises(KeyError):
         gen.load_weights([("model.vision_tower.embeddings.class_embedding", torch.zeros(1))])
+
+
+def test_a_llava_next_folder_generates_and_exposes_its_language_model(setup, tmp_path):
+    """The backend loads the class the folder's config names (LLaVA-NeXT's name map is
+    supported by the merge, so generation must support it too)."""
+    _, reqs = setup
+    vlm = build_transformers_saved_vlm(tmp_path / "next", seed=2, kind="llava_next", layers=2)
+    gen = TransformersGenerator(vlm, max_new_tokens=8, batch_size=4)
+    assert type(gen.model).__name__ == "LlavaNextForConditionalGeneration"
+    texts = gen.generate(reqs)
+    assert texts == TransformersGenerator(vlm, max_new_tokens=8, batch_size=1).generate(reqs)
+    targets = gen.weight_targets()
+    assert "model.language_model.layers.1.mlp.down_proj.weight" in targets
+    assert "lm_head.weight" in targets
+    assert not any("vision_tower" in n or "image_newline" in n for n in targets)

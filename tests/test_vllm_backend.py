@@ -25,12 +25,13 @@ from jradievo_ray.inference.vllm_backend import (
     missing_architecture,
     plan_reload,
     text_head_dim,
+    vision_renames,
 )
 from jradievo_ray.merge.checkpoint import MergeError
 from jradievo_ray.merge.namemap import get_name_map
 from jradievo_ray.zoo import build_random_llava
 from jradievo_ray.zoo.corpus import PROMPT_JA
-from jradievo_ray.zoo.models import small_tokenizer
+from jradievo_ray.zoo.models import build_transformers_saved_vlm, small_tokenizer
 
 MAX_NEW = 12
 LLAVA = get_name_map("llava")
@@ -105,15 +106,37 @@ def test_head_sizes_vllm_cpu_has_no_kernel_for_are_a_clear_error():
         check_cpu_head_dim("/m", llava, [32, 64])
 
 
+def test_vision_tower_names_transformers_5_saves_are_renamed_for_vllm():
+    llava = {"model_type": "llava", "vision_config": {"model_type": "clip_vision_model"}}
+    names = [
+        "vision_tower.embeddings.patch_embedding.weight",
+        "vision_tower.vision_model.pre_layrnorm.weight",
+        "model.vision_tower.post_layernorm.weight",
+        "language_model.model.norm.weight",
+        "multi_modal_projector.linear_1.weight",
+    ]
+    assert vision_renames(llava, names) == {
+        names[0]: "vision_tower.vision_model.embeddings.patch_embedding.weight",
+        names[2]: "vision_tower.vision_model.post_layernorm.weight",
+    }
+    assert vision_renames({"model_type": "llava"}, names[:1]) == {  # CLIP by default
+        names[0]: "vision_tower.vision_model.embeddings.patch_embedding.weight"
+    }
+    assert vision_renames(llava, names[1:2] + names[3:]) == {}
+    other_tower = {"model_type": "llava", "vision_config": {"model_type": "pixtral"}}
+    assert vision_renames(other_tower, names) == {}
+    assert vision_renames({"model_type": "llama"}, names) == {}
+
+
 # ---- with vLLM ---------------------------------------------------------------------------
 
 
-def _language(path) -> dict[str, torch.Tensor]:
+def _language(path, name_map=LLAVA) -> dict[str, torch.Tensor]:
     """The folder's language tensors under the merge engine's canonical names."""
     out = {}
     for name, tensor in load_file(str(path / "model.safetensors")).items():
-        if LLAVA.to_lm(name) is not None:
-            out[LLAVA.vlm_forms(LLAVA.to_lm(name))[0]] = tensor
+        if name_map.to_lm(name) is not None:
+            out[name_map.vlm_forms(name_map.to_lm(name))[0]] = tensor
     return out
 
 
@@ -150,10 +173,10 @@ def vllm_gen(folders):
 
     engines = {}
 
-    def get(path, compiled=None):
+    def get(path, compiled=None, name_map="llava"):
         if (path, compiled) not in engines:
             engines[path, compiled] = VllmGenerator(
-                path, max_new_tokens=MAX_NEW, batch_size=8, compiled=compiled
+                path, max_new_tokens=MAX_NEW, batch_size=8, compiled=compiled, name_map=name_map
             )
         return engines[path, compiled]
 
@@ -221,6 +244,30 @@ def test_tied_lm_head_follows_a_swapped_embedding(folders, vllm_gen, tmp_path):
     texts_b = TransformersGenerator(b, max_new_tokens=MAX_NEW, batch_size=8).generate(reqs)
     assert texts_b != texts_a
     assert engine.generate(reqs) == texts_b
+
+
+@pytest.mark.parametrize("kind", ["llava", "llava_next"])
+def test_folders_saved_by_transformers_generate_and_swap_as_transformers_does(
+    kind, folders, vllm_gen, tmp_path
+):
+    """transformers 5 saves the vision tower under names vLLM's loader refuses; the engine
+    is built on dummy weights and then loads the folder under vLLM's names. Its texts, and
+    after an in-place swap, must be transformers' on the same weights."""
+    from jradievo_ray.inference.transformers_backend import TransformersGenerator
+
+    _, _, reqs = folders
+    tok = small_tokenizer()
+    a = build_transformers_saved_vlm(tmp_path / "a", seed=0, tokenizer=tok, kind=kind, layers=2)
+    other = build_transformers_saved_vlm(tmp_path / "o", seed=1, tokenizer=tok, kind=kind, layers=2)
+    b = _with_language_of(a, other, tmp_path / "b")
+    name_map = kind.replace("_", "-")
+    gen = vllm_gen(a, name_map=name_map)
+    assert gen.in_place
+    texts_a = TransformersGenerator(a, MAX_NEW, 8).generate(reqs)
+    assert gen.generate(reqs) == texts_a
+    gen.load_weights(_language(other, get_name_map(name_map)).items())
+    texts_b = TransformersGenerator(b, MAX_NEW, 8).generate(reqs)
+    assert gen.generate(reqs) == texts_b != texts_a
 
 
 def test_rejected_weights_leave_the_engine_working(folders, vllm_gen):

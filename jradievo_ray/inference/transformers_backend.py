@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from transformers import AutoProcessor, LlavaForConditionalGeneration
+from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from jradievo_ray.inference.base import GenerationRequest
 
@@ -24,7 +24,8 @@ class TransformersGenerator:
     ):
         self.processor = AutoProcessor.from_pretrained(model_path)
         self.processor.tokenizer.padding_side = "left"
-        self.model = LlavaForConditionalGeneration.from_pretrained(model_path, dtype=dtype)
+        # LLaVA, LLaVA-NeXT, ...: the class the folder's config names
+        self.model = AutoModelForImageTextToText.from_pretrained(model_path, dtype=dtype)
         self.model.to(device).eval()
         self.device = device
         self.max_new_tokens = max_new_tokens

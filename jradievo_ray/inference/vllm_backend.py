@@ -52,6 +52,8 @@ ARCHITECTURE_OF = {
 # `hf_to_vllm_mapper`: `model.language_model.` -> `language_model.model.`).
 VLLM_PREFIX = {"llava": "language_model.", "llava-next": "language_model.", "identity": ""}
 WeightSwap = Literal["auto", "in_place", "reload"]
+# Vision towers that vLLM (0.32) nests one level down, as the original checkpoints do.
+NESTED_TOWERS = ("clip_vision_model", "siglip_vision_model")
 # Rendered requests an engine keeps (a search's search and held-out studies fit).
 RENDER_CACHE_ITEMS = 1024
 
@@ -76,10 +78,12 @@ def engine_kwargs(
     gpu_memory_utilization: float = GPU_MEMORY_UTILIZATION,
     architecture: str | None = None,
     compiled: bool | None = None,
+    load_format: str | None = None,
 ) -> dict[str, Any]:
     """Arguments of `vllm.LLM` for one generation engine (pure, testable without vLLM).
     `compiled`: vLLM's torch.compile (and CUDA graphs on a GPU) or eager; None = the
-    platform's default (GPU: compiled; CPU: eager, which builds 3-4x faster)."""
+    platform's default (GPU: compiled; CPU: eager, which builds 3-4x faster).
+    `load_format`: vLLM's ("dummy": random weights, loaded afterwards)."""
     kwargs: dict[str, Any] = {
         "model": str(model_path),
         "runner": "generate",
@@ -100,6 +104,8 @@ def engine_kwargs(
         kwargs["hf_overrides"] = {"architectures": [architecture]}
     if compiled is not None:
         kwargs["enforce_eager"] = not compiled
+    if load_format is not None:
+        kwargs["load_format"] = load_format
     if on_cpu:
         kwargs.setdefault("enforce_eager", True)
         kwargs |= {
@@ -111,6 +117,39 @@ def engine_kwargs(
     else:
         kwargs["gpu_memory_utilization"] = gpu_memory_utilization
     return kwargs
+
+
+def vision_renames(config: dict, names: Iterable[str]) -> dict[str, str]:
+    """Folder names vLLM's LLaVA loader cannot place -> names it can. transformers 5 saves
+    a LLaVA's CLIP tower as `vision_tower.<module>`; vLLM 0.32 knows only the original
+    checkpoints' `vision_tower.vision_model.<module>` and fails on the rest."""
+    tower = config.get("vision_config", {}).get("model_type", "clip_vision_model")
+    if config.get("model_type") not in ARCHITECTURE_OF or tower not in NESTED_TOWERS:
+        return {}
+    out = {}
+    for name in names:
+        for prefix in ("model.vision_tower.", "vision_tower."):
+            rest = name.removeprefix(prefix)
+            if rest != name:
+                if not rest.startswith("vision_model."):
+                    out[name] = "vision_tower.vision_model." + rest
+                break
+    return out
+
+
+def load_renamed(worker, files: list[str], renames: dict[str, str]) -> None:
+    """Run by `llm.collective_rpc` in each worker of an engine built on dummy weights: the
+    folder's tensors, read one at a time, through vLLM's own in-place reload under the
+    names it knows."""
+    from safetensors import safe_open
+
+    def tensors():
+        for file in files:
+            with safe_open(file, framework="pt") as f:
+                for name in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                    yield renames.get(name, name), f.get_tensor(name)
+
+    worker.reload_weights(weights_iterator=tensors())
 
 
 def text_head_dim(config: dict) -> int | None:
@@ -285,6 +324,7 @@ class VllmGenerator:
             cpus = sorted(os.sched_getaffinity(0))
             binding = cpu_thread_binding(cpus, tensor_parallel_size)
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", binding)
+        renames = vision_renames(ckpt.config, self._folder)
         self._llm = LLM(
             **engine_kwargs(
                 self.model_path,
@@ -298,8 +338,12 @@ class VllmGenerator:
                 gpu_memory_utilization=gpu_memory_utilization,
                 architecture=missing_architecture(ckpt.config),
                 compiled=compiled,
+                load_format="dummy" if renames else None,
             )
         )
+        if renames:  # vLLM's loader would fail on these names
+            files = [str(f) for f in ckpt.files()]
+            self._llm.collective_rpc(load_renamed, args=(files, renames))
         # Decoded here exactly as the transformers backend decodes; only final outputs.
         self._sampling = SamplingParams(
             temperature=0.0,

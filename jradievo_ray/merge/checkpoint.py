@@ -55,6 +55,10 @@ class Checkpoint:
         config = self.path / "config.json"
         self.config: dict = json.loads(config.read_text()) if config.is_file() else {}
 
+    def files(self) -> list[Path]:
+        """The folder's safetensors files, sorted."""
+        return sorted(set(self._file_of.values()))
+
     def names(self) -> list[str]:
         return list(self._file_of)
 
