@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import yaml
@@ -10,6 +12,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from jradievo_ray.cli import main
+from jradievo_ray.merge.checkpoint import with_text_defaults
 from jradievo_ray.merge.random_models import (
     llama_config,
     llama_shapes,
@@ -152,3 +155,45 @@ def test_quantized_tensor_is_refused_by_name(models, tmp_path, capsys):
     raw = _ties(models)
     raw["models"][2]["model"] = str(q)
     _expect_error(capsys, tmp_path, raw, f"{name!r} is stored as I8")
+
+
+def test_configs_saved_as_a_diff_against_transformers_defaults(tmp_path):
+    """Older transformers save only the config fields that differ from the defaults
+    (llava-hf/llava-1.5-7b-hf names no num_hidden_layers); the merge takes the rest from
+    transformers, as loading the model would."""
+    from transformers import LlamaConfig
+
+    default = LlamaConfig()
+    vlm = {"model_type": "llava", "text_config": {"model_type": "llama", "hidden_size": 64}}
+    text = with_text_defaults(vlm)["text_config"]
+    assert text["hidden_size"] == 64  # written values win
+    assert text["num_hidden_layers"] == default.num_hidden_layers
+    assert text["num_attention_heads"] == default.num_attention_heads
+    assert text["head_dim"] == 64 // default.num_attention_heads
+    assert with_text_defaults({"model_type": "llava"})["text_config"]["vocab_size"] == (
+        default.vocab_size
+    )
+    lm = with_text_defaults({"model_type": "llama", "num_key_value_heads": 8})
+    assert lm["num_key_value_heads"] == 8 and lm["hidden_size"] == default.hidden_size
+    assert with_text_defaults({"model_type": "no-such-model", "a": 1}) == {
+        "model_type": "no-such-model",
+        "a": 1,
+    }
+
+    cfg = llama_config(hidden=64, intermediate=128, layers=default.num_hidden_layers, vocab=96)
+    models = save_merge_sources(tmp_path / "models", cfg)
+    full = tmp_path / "full"
+    assert main(["merge", _write(tmp_path, _ties(models)), str(full)]) == 0
+    for folder in models.values():  # what a diff-saved config leaves out
+        path = folder / "config.json"
+        config = json.loads(path.read_text())
+        config.get("text_config", config).pop("num_hidden_layers")
+        path.write_text(json.dumps(config))
+    diff = tmp_path / "diff"
+    assert main(["merge", _write(tmp_path, _ties(models)), str(diff)]) == 0
+    want, got = (
+        load_file(str(full / "model.safetensors")),
+        load_file(str(diff / "model.safetensors")),
+    )
+    assert set(got) == set(want)
+    assert all(torch.equal(got[k], want[k]) for k in want)

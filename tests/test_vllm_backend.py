@@ -270,6 +270,34 @@ def test_folders_saved_by_transformers_generate_and_swap_as_transformers_does(
     assert gen.generate(reqs) == texts_b != texts_a
 
 
+def test_a_config_that_leaves_sizes_to_transformers_defaults(folders, vllm_gen, tmp_path):
+    """A config.json saved as a diff against transformers' defaults (as older transformers
+    saved them) names no num_attention_heads when it is Llama's 32; the engine used to
+    fail on it with a KeyError."""
+    from transformers import LlamaConfig
+
+    from jradievo_ray.inference.transformers_backend import TransformersGenerator
+
+    _, _, reqs = folders
+    heads = LlamaConfig().num_attention_heads
+    vlm = build_random_llava(
+        tmp_path / "diff",
+        seed=4,
+        layers=2,
+        hidden=32 * heads,
+        heads=heads,
+        head_dim=32,
+        intermediate=256,
+    )
+    config = json.loads((vlm / "config.json").read_text())
+    for field in ("num_attention_heads", "num_key_value_heads", "head_dim"):
+        del config["text_config"][field]
+    (vlm / "config.json").write_text(json.dumps(config))
+    gen = vllm_gen(vlm)
+    assert gen.in_place
+    assert gen.generate(reqs) == TransformersGenerator(vlm, MAX_NEW, 8).generate(reqs)
+
+
 def test_rejected_weights_leave_the_engine_working(folders, vllm_gen):
     a, _, reqs = folders
     engine = vllm_gen(a)

@@ -35,7 +35,7 @@ from jradievo_ray.inference.vllm_shards import (
     share,
     write_targets,
 )
-from jradievo_ray.merge.checkpoint import Checkpoint, MergeError
+from jradievo_ray.merge.checkpoint import Checkpoint, MergeError, with_text_defaults
 from jradievo_ray.merge.namemap import NameMap, get_name_map
 
 CPU_KV_CACHE_BYTES = 256 * 2**20
@@ -301,14 +301,15 @@ class VllmGenerator:
         self.name_map = get_name_map(name_map)
         ckpt = Checkpoint(self.model_path)
         self._folder = {n: ckpt.shape(n) for n in ckpt.names()}
-        self._prefix = in_place_prefix(ckpt.config, self.name_map)
+        config = with_text_defaults(ckpt.config)
+        self._prefix = in_place_prefix(config, self.name_map)
         if weight_swap == "in_place" and self._prefix is None:
             raise MergeError(
                 f"{self.model_path}: in-place weight writes need a Llama language tower "
                 f"under name map {', '.join(VLLM_PREFIX)}; use weight_swap='reload'"
             )
         self.in_place = weight_swap != "reload" and self._prefix is not None
-        self._tp = LlamaTp.from_config(ckpt.config) if self._prefix is not None else None
+        self._tp = LlamaTp.from_config(config) if self._prefix is not None else None
         self._tp_size = tensor_parallel_size
         # (identity, key, tensors kept alive) of the buffers the workers hold views of
         self._attached: tuple[tuple, str, list[torch.Tensor]] | None = None
@@ -319,7 +320,7 @@ class VllmGenerator:
             from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
 
             supported = CPUAttentionBackend.get_supported_head_sizes()
-            check_cpu_head_dim(self.model_path, ckpt.config, supported)
+            check_cpu_head_dim(self.model_path, config, supported)
         if on_cpu and tensor_parallel_size > _numa_nodes():
             cpus = sorted(os.sched_getaffinity(0))
             binding = cpu_thread_binding(cpus, tensor_parallel_size)

@@ -18,6 +18,42 @@ from jradievo_ray.errors import UserError
 FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
 
 
+# Language-model fields this package reads from a config.json.
+TEXT_FIELDS = (
+    "model_type",
+    "hidden_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "num_hidden_layers",
+    "intermediate_size",
+    "vocab_size",
+    "attention_bias",
+    "mlp_bias",
+)
+
+
+def with_text_defaults(config: dict) -> dict:
+    """A config.json with the language model's TEXT_FIELDS it leaves to transformers'
+    defaults filled in. Checkpoints saved by older transformers keep only the fields that
+    differ from the defaults: llava-hf/llava-1.5-7b-hf's text_config names no
+    hidden_size, num_attention_heads or num_hidden_layers, which are Llama's."""
+    from transformers import AutoConfig
+
+    try:
+        rest = {k: v for k, v in config.items() if k != "model_type"}
+        full = AutoConfig.for_model(config["model_type"], **rest)
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return config  # not a model type transformers knows: as written
+    defaults = full.get_text_config()
+    nested = defaults is not full
+    text = dict(config.get("text_config") or {}) if nested else dict(config)
+    for field in TEXT_FIELDS:
+        if field not in text and getattr(defaults, field, None) is not None:
+            text[field] = getattr(defaults, field)
+    return {**config, "text_config": text} if nested else text
+
+
 class MergeError(UserError):
     """A merge that cannot be done as asked (unmapped tensor, shape mismatch, bad recipe)."""
 

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import save_file
 
 from jradievo_ray.merge import ops
-from jradievo_ray.merge.checkpoint import Checkpoint, MergeError
+from jradievo_ray.merge.checkpoint import Checkpoint, MergeError, with_text_defaults
 from jradievo_ray.merge.mergekit_config import MergekitConfig
 from jradievo_ray.merge.methods import Base, Inputs, Method, get_method
 from jradievo_ray.merge.namemap import TensorPair, get_name_map, pair_tensors, vlm_preset
@@ -177,7 +177,7 @@ class FolderMerge:
         }
         for name in self.pairs:
             self.ref.require_float(name)
-        self.num_layers = _num_layers(self.ref.config)
+        self.num_layers = _num_layers(with_text_defaults(self.ref.config))
         self.dtype = DTYPES[cfg.dtype] if cfg.dtype else None
         self.out_dtype = DTYPES[cfg.out_dtype] if cfg.out_dtype else self.dtype
         src = cfg.tokenizer_source
