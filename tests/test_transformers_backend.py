@@ -1,5 +1,6 @@
 import pytest
 import torch
+from transformers_saved import build_transformers_saved_vlm
 
 from jradievo_ray.data.manifest import load_manifest
 from jradievo_ray.data.synthetic import write_split
@@ -7,7 +8,6 @@ from jradievo_ray.inference.base import GenerationRequest
 from jradievo_ray.inference.transformers_backend import TransformersGenerator
 from jradievo_ray.zoo import build_random_llava
 from jradievo_ray.zoo.corpus import PROMPT_JA
-from jradievo_ray.zoo.models import build_transformers_saved_vlm
 
 
 @pytest.fixture(scope="module")
