@@ -33,6 +33,7 @@ from jradievo_ray.inference.vllm_shards import (
     attach_targets,
     rank_plans,
     share,
+    text_head_dim,
     write_targets,
 )
 from jradievo_ray.merge.checkpoint import Checkpoint, MergeError, with_text_defaults
@@ -150,16 +151,6 @@ def load_renamed(worker, files: list[str], renames: dict[str, str]) -> None:
                     yield renames.get(name, name), f.get_tensor(name)
 
     worker.reload_weights(weights_iterator=tensors())
-
-
-def text_head_dim(config: dict) -> int | None:
-    """The attention head size of a (VLM) config's language model, if it says."""
-    text = config.get("text_config", config)
-    if text.get("head_dim"):
-        return int(text["head_dim"])
-    if text.get("hidden_size") and text.get("num_attention_heads"):
-        return int(text["hidden_size"]) // int(text["num_attention_heads"])
-    return None
 
 
 def check_cpu_head_dim(model_path: str, config: dict, supported: list[int]) -> None:

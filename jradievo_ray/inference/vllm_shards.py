@@ -39,6 +39,16 @@ ROW_PARALLEL = ("o_proj", "down_proj")
 REPLICATED = ("input_layernorm", "post_attention_layernorm", "norm")
 
 
+def text_head_dim(config: dict) -> int | None:
+    """The attention head size of a (VLM) config's language model, if it says."""
+    text = config.get("text_config", config)
+    if text.get("head_dim"):
+        return int(text["head_dim"])
+    if text.get("hidden_size") and text.get("num_attention_heads"):
+        return int(text["hidden_size"]) // int(text["num_attention_heads"])
+    return None
+
+
 @dataclass(frozen=True)
 class LlamaTp:
     """The Llama sizes vLLM shards by."""
@@ -54,10 +64,13 @@ class LlamaTp:
         """From a VLM's config.json (its `text_config`) or a plain Llama's."""
         text = config.get("text_config", config)
         heads = text["num_attention_heads"]
+        head_dim = text_head_dim(config)
+        if head_dim is None:
+            raise MergeError("config.json names neither head_dim nor hidden_size")
         return cls(
             num_heads=heads,
             num_kv_heads=text.get("num_key_value_heads") or heads,
-            head_dim=text.get("head_dim") or text["hidden_size"] // heads,
+            head_dim=head_dim,
             vocab_size=text["vocab_size"],
             tie_word_embeddings=bool(
                 text.get("tie_word_embeddings", config.get("tie_word_embeddings", False))
