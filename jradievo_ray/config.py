@@ -7,6 +7,9 @@ Paths may be local folders, `s3://` URIs, or `zoo:<name>` for the built-in demo 
 from __future__ import annotations
 
 import contextlib
+import difflib
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -260,14 +263,55 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc) or "<root>"
 
 
+def _members(tp: Any) -> list[Any]:
+    """The types a field may hold: a union's members, without None."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(tp) for m in _members(arg)]
+    return [] if tp is type(None) else [tp]
+
+
+def _section_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The config section (a model class) that the path `loc` leads into, if any."""
+    kinds: list[Any] = [Config]
+    for part in loc:
+        inner: list[Any] = []
+        for tp in kinds:
+            if isinstance(tp, type) and issubclass(tp, BaseModel):
+                field = tp.model_fields.get(str(part))
+                inner += _members(field.annotation) if field else []
+            elif typing.get_origin(tp) is list and isinstance(part, int):
+                inner += _members(typing.get_args(tp)[0])
+            elif typing.get_origin(tp) is dict:
+                inner += _members(typing.get_args(tp)[1])
+        kinds = inner
+    sections = [tp for tp in kinds if isinstance(tp, type) and issubclass(tp, BaseModel)]
+    return sections[0] if sections else None
+
+
+def _unknown_field(loc: tuple[Any, ...]) -> str:
+    """`unknown field`, with the closest valid name of that section when one is close."""
+    section = _section_at(loc[:-1])
+    names = list(section.model_fields) if section else []
+    close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.6)
+    return f"unknown field (did you mean {close[0]}?)" if close else "unknown field"
+
+
 def parse_config(raw: Any, source: str) -> Config:
-    """Validate a raw dict; errors become `<source>: <dotted.field>: <reason>`."""
+    """Validate a raw dict; errors become `<source>: <dotted.field>: <reason>`.
+
+    An unknown field is reported before anything else (a typo makes its section look
+    missing), with the closest valid name."""
     if not isinstance(raw, dict):
         raise UserError(f"{source}: <root>: expected a mapping, got {type(raw).__name__}")
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        errors = exc.errors()
+        unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+        if unknown:
+            loc = unknown[0]["loc"]
+            raise UserError(f"{source}: {_loc(loc)}: {_unknown_field(loc)}") from None
+        err = errors[0]
         msg = err["msg"].removeprefix("Value error, ")
         raise UserError(f"{source}: {_loc(err['loc'])}: {msg}") from None
 

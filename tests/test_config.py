@@ -101,6 +101,50 @@ def test_cli_bad_config_exits_2_with_one_line(tmp_path):
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
+def test_cli_typo_is_named_before_missing_sections(tmp_path):
+    """A file holding only a misspelt section: the typo, not the missing models, is the error."""
+    bad = tmp_path / "typo.yaml"
+    bad.write_text("serch:\n  generations: 2\n")
+    proc = run_cli("search", "--config", str(bad), "--out", str(tmp_path / "run"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {bad}: serch: unknown field (did you mean search?)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("serch.generations=2", "serch: unknown field (did you mean search?)"),
+        ("search.generatons=3", "search.generatons: unknown field (did you mean generations?)"),
+        ("resources.num_actor=2", "resources.num_actor: unknown field (did you mean num_actors?)"),
+        ("models.sources.0.pth=x", "models.sources.0.pth: unknown field (did you mean path?)"),
+        (
+            "merge.method_bounds.density.lo=0",
+            "merge.method_bounds.density.lo: unknown field (did you mean low?)",
+        ),
+        ("search.zzzzzz=1", "search.zzzzzz: unknown field"),
+    ],
+)
+def test_set_typo_names_the_closest_field(override, message):
+    with pytest.raises(UserError) as exc:
+        load_config(None, [override])
+    assert str(exc.value) == f"demo.yaml: {message}"
+
+
+def test_unknown_field_reported_before_a_bad_value(tmp_path):
+    raw = yaml.safe_load(DEMO_CONFIG.read_text())
+    raw["search"]["population"] = 0  # invalid too, but the typo below comes first
+    raw["search"]["mutaton_prob"] = 0.5
+    from jradievo_ray.config import parse_config
+
+    with pytest.raises(UserError) as exc:
+        parse_config(raw, "x.yaml")
+    assert (
+        str(exc.value) == "x.yaml: search.mutaton_prob: unknown field (did you mean mutation_prob?)"
+    )
+
+
 def test_cli_invalid_yaml_names_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("models:\n  base: [unclosed\n")
