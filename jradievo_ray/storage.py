@@ -59,6 +59,23 @@ def list_objects(uri: str) -> list[tuple[str, int]]:
         raise _fail(uri, exc) from None
 
 
+def write_atomic(path: str | Path, data: str | bytes) -> Path:
+    """Write a local file so that a crash leaves the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
 def materialize(uri: str) -> str:
     """A local path for `uri`: unchanged if local, else a cached copy of the s3:// folder
     (or single object). A partial download never looks complete."""

@@ -66,6 +66,10 @@ class Tracker:
         for i in range(0, len(batch), 500):
             self.client.log_batch(self.run_id, metrics=batch[i : i + 500])
 
+    def metric_steps(self, key: str) -> set[int]:
+        """The steps at which `key` was logged to this run."""
+        return {m.step for m in self.client.get_metric_history(self.run_id, key)}
+
     def log_table(self, rows: list[dict[str, Any]], name: str) -> None:
         if rows:
             columns = {k: [r.get(k) for r in rows] for k in rows[0]}

@@ -13,7 +13,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -88,6 +87,22 @@ def test_small_search_end_to_end(small_run):
     assert (out / "config.yaml").is_file() and (out / "fitness.png").is_file()
 
 
+def test_the_result_names_the_zoo_that_produced_it(small_run, zoo):
+    proc, out = small_run
+    result = json.loads((out / "result.json").read_text())
+    built = json.loads((zoo / "zoo.json").read_text())
+    from jradievo_ray.zoo.build import fingerprint
+
+    assert result["zoo"] == {
+        "tag": built["version"],
+        "seed": 0,
+        "fingerprint": fingerprint(zoo),
+    }
+    assert built["fingerprint"] == fingerprint(zoo)
+    assert re.fullmatch(r"[0-9a-f]{12}", built["fingerprint"])
+    assert f"weights fingerprint {built['fingerprint']}" in proc.stdout
+
+
 def test_the_search_on_vllm_actors_is_the_search_on_transformers(small_run, tmp_path):
     """inference.backend vllm: each actor builds one vLLM engine and swaps every genome's
     merge into it. Its greedy texts are transformers', so the seeded search must take the
@@ -111,42 +126,54 @@ def test_the_search_on_vllm_actors_is_the_search_on_transformers(small_run, tmp_
     assert got["heldout"] == want["heldout"]
 
 
-def test_killed_driver_resumes_to_the_uninterrupted_result(zoo, tmp_path):
-    args = sets(*SMALL, "search.generations=3", "data.heldout=null")
-    full = tmp_path / "full"
-    assert jradievo("search", "--out", str(full), *args).returncode == 0
+def test_killed_at_each_final_phase_resumes_to_the_uninterrupted_result(small_run, tmp_path):
+    """The small search SIGKILLed (driver and private Ray) at each phase after the last
+    generation, one after another, each time resumed: during the held-out rows, with the
+    export written but not in place, with export/ in place, and half-way through the final
+    MLflow logging. The end is the uninterrupted run's result.json. (Kills inside and
+    between generations: test_crash_resume.py.)"""
+    proc, full = small_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "part"
 
-    part = tmp_path / "part"
-    proc = subprocess.Popen(
-        [str(BIN / "jradievo"), "search", "--out", str(part), *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env(),
-        start_new_session=True,
-    )
-    from jradievo_ray.search import checkpoint
+    def search(*args: str, fault: str | None = None) -> subprocess.CompletedProcess:
+        run_env = {k: v for k, v in env().items() if k != "JRADIEVO_FAULT"}
+        if fault:
+            run_env["JRADIEVO_FAULT"] = fault
+        return subprocess.run(
+            [str(BIN / "jradievo"), "search", *args],
+            capture_output=True,
+            text=True,
+            env=run_env,
+            timeout=600,
+            start_new_session=True,  # the fault kills this process group
+        )
 
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        state = checkpoint.load(part) if (part / "checkpoint.pkl").exists() else None
-        if state and state.gen >= 1:
-            break
-        time.sleep(0.2)
-    assert proc.poll() is None, "search ended before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its private Ray instance
-    proc.wait()
-    assert not (part / "result.json").exists()
-
-    resumed = jradievo("search", "--resume", str(part))
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming after generation" in resumed.stdout
+    first = search("--out", str(out), *sets(*SMALL), fault="heldout:2")
+    assert first.returncode == -signal.SIGKILL, first.stderr[-3000:]
+    for fault in ("export", "exported", "logging", None):
+        assert not (out / "result.json").exists()
+        resumed = search("--resume", str(out), fault=fault)
+        want = -signal.SIGKILL if fault else 0
+        assert resumed.returncode == want, (fault, resumed.stderr[-3000:])
     a = json.loads((full / "result.json").read_text())
-    b = json.loads((part / "result.json").read_text())
-    assert b["best"] == a["best"]
+    b = json.loads((out / "result.json").read_text())
+    assert b["best"] == a["best"] and b["zoo"] == a["zoo"]
+    assert b["heldout"] == a["heldout"] and b["ablation"] == a["ablation"]
     keys = ("gen", "max", "mean", "min", "evaluated")
     assert [{k: g[k] for k in keys} for g in b["generations"]] == [
         {k: g[k] for k in keys} for g in a["generations"]
     ]
+    assert sorted(p.name for p in (out / "export").iterdir()) == ["merge.yaml", "model"]
+    assert not list(out.glob(".export*"))  # no partial export left behind
+    same = "same weights as the uninterrupted run's export"
+    for f in (full / "export" / "model").glob("*.safetensors"):
+        assert (out / "export" / "model" / f.name).read_bytes() == f.read_bytes(), same
+
+    again = search("--resume", str(out))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "nothing to resume" in again.stdout and "best_images_shuffled" in again.stdout
+    assert json.loads((out / "result.json").read_text()) == b
 
 
 def test_ray_job_submit_runs_the_default_demo_grounded(zoo, tmp_path):

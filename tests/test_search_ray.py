@@ -2,6 +2,8 @@
 
 import functools
 import json
+import subprocess
+import sys
 
 import pytest
 import ray.cloudpickle
@@ -90,33 +92,29 @@ def test_dead_actor_is_replaced_and_its_genome_retried(ray_local, tmp_path):
     assert any("replacing" in line for line in logs)
 
 
-def test_resume_gives_the_same_result_as_an_uninterrupted_run(ray_local, tmp_path):
+def test_refuses_to_overwrite_and_resumes_a_run_killed_before_its_checkpoint(ray_local, tmp_path):
     factory = functools.partial(toy_evaluator.ToyEvaluator)
-    full = run_search(
-        toy_config(), tmp_path / "full", evaluator_factory=factory, log=lambda _: None
-    )
-    # "interrupted" after generation 1: then resumed with the full generation count
-    part = tmp_path / "part"
-    cfg2 = toy_config(**{"search.generations": 1})
-    run_search(cfg2, part, evaluator_factory=factory, log=lambda _: None)
-    resumed = run_search(
-        toy_config(), part, resume=True, evaluator_factory=factory, log=lambda _: None
-    )
-    assert resumed["best"] == full["best"]
-    strip = [
-        {k: g[k] for k in ("gen", "max", "mean", "min", "evaluated")} for g in full["generations"]
-    ]
-    assert [{k: g[k] for k in strip[0]} for g in resumed["generations"]] == strip
-    assert resumed["mlflow"]["run_id"] != "" and (part / "result.json").exists()
-
-
-def test_refuses_to_overwrite_or_resume_nothing(ray_local, tmp_path):
-    with pytest.raises(UserError, match="no checkpoint.pkl"):
-        run_search(toy_config(), tmp_path / "none", resume=True)
-    factory = functools.partial(toy_evaluator.ToyEvaluator)
-    run_search(toy_config(), tmp_path / "once", evaluator_factory=factory, log=lambda _: None)
+    once = run_search(toy_config(), tmp_path / "once", evaluator_factory=factory, log=print)
     with pytest.raises(UserError, match="--resume"):
         run_search(toy_config(), tmp_path / "once", evaluator_factory=factory)
+    # A folder with nothing checkpointed yet (the CLI has saved its config.yaml) starts over.
+    lines = []
+    fresh = run_search(
+        toy_config(), tmp_path / "new", resume=True, evaluator_factory=factory, log=lines.append
+    )
+    assert any("starting from the beginning" in line for line in lines)
+    assert fresh["best"] == once["best"]
+
+
+def test_cli_resume_of_a_folder_that_is_no_run(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "jradievo_ray.cli", "search", "--resume", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"error: {tmp_path}: not a search run folder (no config.yaml)"
 
 
 def test_actor_that_cannot_start_stops_the_search_clearly(ray_local):

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from jradievo_ray.errors import UserError
+from jradievo_ray.search import runfolder
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from jradievo_ray.search.prepare import prepare
 
     run_dir = Path(args.result_dir)
-    result_file, config_file = run_dir / "result.json", run_dir / "config.yaml"
+    result_file, config_file = run_dir / runfolder.RESULT, run_dir / runfolder.CONFIG
     for f in (result_file, config_file):
         if not f.is_file():
             raise UserError(f"{f}: not found (is {run_dir} a search run folder?)")

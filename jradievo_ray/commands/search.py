@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from jradievo_ray.config import load_config
-
-SAVED_CONFIG = "config.yaml"  # written into the run folder; --resume reads it
+from jradievo_ray.errors import UserError
+from jradievo_ray.search import runfolder
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,14 +23,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a config field, e.g. --set search.generations=3 (repeatable)",
     )
-    p.add_argument("--resume", metavar="DIR", help="continue the search checkpointed in DIR")
+    p.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue the search in run folder DIR, wherever it stopped (a no-op when finished)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.resume:
         out = Path(args.resume)
-        config_path = args.config or out / SAVED_CONFIG
+        finished = runfolder.finished_result(out)
+        if finished is not None:  # before the config is prepared: that may build the zoo
+            from jradievo_ray.search.run import report
+
+            print(f"{out}: the search is finished; nothing to resume")
+            report(finished, out, print)
+            return 0
+        config_path = args.config or out / runfolder.CONFIG
+        if not args.config and not Path(config_path).is_file():
+            raise UserError(f"{out}: not a search run folder (no {runfolder.CONFIG})")
     else:
         out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
         config_path = args.config

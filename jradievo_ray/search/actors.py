@@ -71,13 +71,16 @@ class ActorPool:
         self._threads = max(1, int(resources.num_cpus))
         self.max_retries = max_retries
         self.log = log
+        self.size = size
         self._groups: list[PlacementGroup | None] = []
-        self.actors = []
-        for _ in range(size):
+        self.actors: list[Any] = []  # started by the first map: a resumed run may need none
+        self.replaced = 0
+
+    def _start(self) -> None:
+        while len(self.actors) < self.size:
             actor, group = self._spawn()
             self.actors.append(actor)
             self._groups.append(group)
-        self.replaced = 0
 
     def _spawn(self) -> tuple[Any, PlacementGroup | None]:
         """A new actor; one owning several GPUs gets them together on one node."""
@@ -106,6 +109,7 @@ class ActorPool:
     ) -> list[dict[str, Any]]:
         """Run (method, args) tasks; results in task order. A task whose actor dies is
         retried on a fresh actor up to max_retries times, then reported as failed."""
+        self._start()
         results: list[dict[str, Any] | None] = [None] * len(tasks)
         pending = deque(range(len(tasks)))
         attempts = [0] * len(tasks)

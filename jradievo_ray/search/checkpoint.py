@@ -1,19 +1,22 @@
 """Search state after each generation, written atomically so a killed driver resumes.
 
 Holds population, hall of fame, the GA's RNG state, the genome->result cache, the
-per-generation log and the MLflow run id. Pickle: it is written and read only by the driver.
+per-generation log, the MLflow run id, and once scored the held-out rows. Pickle: it is
+written and read only by the driver.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-CHECKPOINT = "checkpoint.pkl"
-VERSION = 1
+from jradievo_ray.errors import UserError
+from jradievo_ray.search.runfolder import CHECKPOINT
+from jradievo_ray.storage import write_atomic
+
+VERSION = 2
 
 
 @dataclass
@@ -27,17 +30,12 @@ class SearchState:
     genome_table: list[dict[str, Any]] = field(default_factory=list)
     mlflow_run_id: str | None = None
     seconds: float = 0.0
+    final_rows: dict[str, Any] | None = None  # held-out table etc., once scored
 
 
 def save(state: SearchState, out_dir: Path) -> Path:
-    path = out_dir / CHECKPOINT
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("wb") as fh:
-        pickle.dump({"version": VERSION, "state": state}, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return path
+    payload = pickle.dumps({"version": VERSION, "state": state})
+    return write_atomic(out_dir / CHECKPOINT, payload)
 
 
 def load(out_dir: Path) -> SearchState | None:
@@ -47,5 +45,8 @@ def load(out_dir: Path) -> SearchState | None:
     with path.open("rb") as fh:
         payload = pickle.load(fh)
     if payload.get("version") != VERSION:
-        raise ValueError(f"{path}: checkpoint version {payload.get('version')} != {VERSION}")
+        raise UserError(
+            f"{path}: checkpoint version {payload.get('version')}, this jradievo reads "
+            f"{VERSION}: resume it with the jradievo that wrote it"
+        )
     return payload["state"]

@@ -11,8 +11,10 @@ from typing import Any
 
 from deap import tools
 
+from jradievo_ray import faults
 from jradievo_ray.config import Config
 from jradievo_ray.genome import make_space
+from jradievo_ray.progress import format_eta
 from jradievo_ray.search import checkpoint
 from jradievo_ray.search.actors import ActorPool
 from jradievo_ray.search.ga import GeneticAlgorithm, individual
@@ -29,11 +31,6 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
     if not result.get("ok"):
         return {"fitness": WORST_FITNESS, "error": result.get("error", "unknown error")}
     return {"fitness": float(result["fitness"]), "metrics": result["metrics"], "error": None}
-
-
-def format_eta(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 class SearchLoop:
@@ -72,7 +69,8 @@ class SearchLoop:
             if key not in cache:
                 todo.setdefault(key, list(ind))
         keys = list(todo)
-        results = self.pool.map([("evaluate_genome", (todo[k],)) for k in keys])
+        tasks = [("evaluate_genome", (todo[k],)) for k in keys]
+        results = self.pool.map(tasks, lambda *_: faults.point("evaluated"))
         for key, result in zip(keys, results, strict=True):
             cache[key] = summarize(result)
             if cache[key]["error"]:
@@ -108,6 +106,7 @@ class SearchLoop:
         st.rng_state = self.rng.getstate()
         st.seconds += seconds
         checkpoint.save(st, self.out_dir)
+        faults.point("checkpointed")
         total = self.cfg.search.generations
         mean_gen = sum(g["seconds"] for g in st.generations) / len(st.generations)
         best = self.hof[0].fitness.values[0]

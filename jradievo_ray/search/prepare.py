@@ -5,16 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from jradievo_ray import storage
-from jradievo_ray.config import Config
+from jradievo_ray.config import ZOO_PREFIX, Config
 from jradievo_ray.errors import UserError
-
-ZOO_PREFIX = "zoo:"
 
 
 def _resolve(value: str) -> str:
     if not value.startswith(ZOO_PREFIX):
         return value
-    from jradievo_ray.zoo import resolve_zoo_path
+    from jradievo_ray.zoo import resolve_zoo_path  # trains the zoo on first use
 
     return resolve_zoo_path(value)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
 import time
@@ -12,10 +13,10 @@ from typing import Any
 
 import yaml
 
-from jradievo_ray.commands.search import SAVED_CONFIG
+from jradievo_ray import faults
 from jradievo_ray.config import Config, config_to_dict
 from jradievo_ray.errors import UserError
-from jradievo_ray.search import checkpoint, heldout
+from jradievo_ray.search import checkpoint, heldout, runfolder
 from jradievo_ray.search.actors import ActorPool
 from jradievo_ray.search.evaluator import GenomeEvaluator
 from jradievo_ray.search.loop import SearchLoop
@@ -25,9 +26,9 @@ from jradievo_ray.search.resources import (
     check_fits,
     cluster_demand,
 )
+from jradievo_ray.storage import write_atomic
 from jradievo_ray.tracking import Tracker, default_uri
-
-RESULT = "result.json"
+from jradievo_ray.zoo.build import identity
 
 
 def init_ray(address: str | None) -> None:
@@ -65,6 +66,18 @@ def fitness_figure(generations: list[dict[str, Any]]):
     return fig
 
 
+def report(result: dict[str, Any], out_dir: Path, log: Callable[[str], None]) -> None:
+    if "heldout" in result:
+        log("\nheld-out results (0-100):\n" + heldout.format_table(result["heldout"]))
+    log(f"\nresult: {out_dir / runfolder.RESULT}  ({result['seconds']:.0f}s)")
+
+
+def _log_generation(tracker: Tracker, row: dict[str, Any], *_: Any) -> None:
+    metrics = {f"fitness_{k}": row[k] for k in ("max", "mean", "min")}
+    metrics.update(evaluated=row["evaluated"], seconds=row["seconds"])
+    tracker.log_metrics(metrics, step=row["gen"])
+
+
 def run_search(
     cfg: Config,
     out_dir: Path,
@@ -72,16 +85,25 @@ def run_search(
     evaluator_factory: Callable[[], Any] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run the whole search; `cfg` must already have its paths resolved and checked."""
+    """Run the whole search; `cfg` must already have its paths resolved and checked.
+
+    With `resume`, continue whatever the run folder holds: a finished run is left as it is,
+    a run killed before its first checkpoint starts over, any other continues from its
+    checkpoint to the result an uninterrupted run gives."""
     t_start = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
+    finished = runfolder.finished_result(out_dir)
+    if resume and finished is not None:
+        log(f"{out_dir}: the search is finished; nothing to resume")
+        report(finished, out_dir, log)
+        return finished
     state = checkpoint.load(out_dir) if resume else None
-    if resume and state is None:
-        raise UserError(f"{out_dir}: no {checkpoint.CHECKPOINT} to resume from")
-    if not resume and (out_dir / checkpoint.CHECKPOINT).exists():
+    if not resume and (finished is not None or (out_dir / runfolder.CHECKPOINT).exists()):
         raise UserError(
             f"{out_dir}: holds a search already; use --resume {out_dir} or another --out"
         )
+    if resume and state is None:
+        log(f"{out_dir}: killed before its first checkpoint; starting from the beginning")
     state = state or checkpoint.SearchState()
     prior_seconds = state.seconds  # generation time spent before a resume
 
@@ -90,7 +112,17 @@ def run_search(
     if state.mlflow_run_id is None:
         state.mlflow_run_id = tracker.run_id
         tracker.log_params(config_to_dict(cfg))
+        checkpoint.save(state, out_dir)  # a resume continues this MLflow run
+    else:  # generations checkpointed before a kill whose metrics never reached MLflow
+        logged = tracker.metric_steps("fitness_max")
+        for row in state.generations:
+            if row["gen"] not in logged:
+                _log_generation(tracker, row)
     log(f"MLflow run {tracker.run_id} at {uri}")
+    zoo = identity(cfg.models.base.path)
+    if zoo:  # figures differ with the CPU that trained the zoo: say which zoo this is
+        log(f"zoo {zoo['tag']} seed {zoo['seed']}, weights fingerprint {zoo['fingerprint']}")
+    faults.point("started")
 
     actor = actor_resources(cfg.inference, cfg.resources)
     init_ray(cfg.resources.ray_address)
@@ -99,13 +131,8 @@ def run_search(
     check_fits(cluster_demand(actor, cfg.resources.num_actors), ray.cluster_resources())
     factory = evaluator_factory or functools.partial(GenomeEvaluator, cfg)
     pool = ActorPool(factory, cfg.resources.num_actors, actor, cfg.resources.max_retries, log)
-
-    def on_generation(row: dict[str, Any], st: checkpoint.SearchState) -> None:
-        metrics = {f"fitness_{k}": row[k] for k in ("max", "mean", "min")}
-        metrics.update(evaluated=row["evaluated"], seconds=row["seconds"])
-        tracker.log_metrics(metrics, step=row["gen"])
-
     try:
+        on_generation = functools.partial(_log_generation, tracker)
         loop = SearchLoop(cfg, out_dir, pool, state, on_generation, log)
         loop.run()
         best_genome, best_fit = loop.best
@@ -117,10 +144,13 @@ def run_search(
                 "search_fitness": best_fit,
             },
             "generations": state.generations,
+            "zoo": zoo,
         }
-        if cfg.data.heldout:
+        if cfg.data.heldout and state.final_rows is None:
             log("scoring held-out rows ...")
-            result.update(final_rows(cfg, pool, loop.space.names, best_recipe))
+            state.final_rows = final_rows(cfg, pool, loop.space.names, best_recipe)
+            checkpoint.save(state, out_dir)
+        result.update(state.final_rows or {})
     except BaseException:
         tracker.finish("FAILED")
         raise
@@ -128,23 +158,22 @@ def run_search(
         pool.shutdown()  # frees the actors' slots, which the export needs
     if cfg.search.export_best:
         log("exporting the best merge ...")
-        result["export"] = export_best(cfg, best_recipe, out_dir / "export", actor)
+        result["export"] = export_best(cfg, best_recipe, out_dir, actor)
+        faults.point("exported")
 
     result["mlflow"] = {"tracking_uri": uri, "run_id": tracker.run_id}
     result["seconds"] = prior_seconds + time.perf_counter() - t_start
-    (out_dir / RESULT).write_text(
-        json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8"
-    )
     log_final(tracker, cfg, state, result, out_dir)
-    if "heldout" in result:
-        log("\nheld-out results (0-100):\n" + heldout.format_table(result["heldout"]))
-    log(f"\nresult: {out_dir / RESULT}  ({result['seconds']:.0f}s)")
+    # Last: a result.json means the run is finished.
+    write_atomic(out_dir / runfolder.RESULT, json.dumps(result, indent=2, ensure_ascii=False))
+    report(result, out_dir, log)
     return result
 
 
-def export_best(cfg: Config, recipe, out: Path, actor: ActorResources) -> dict[str, str]:
-    """mergekit YAML + merged VLM folder, written by a Ray task on an actor-sized slot
-    (at 8B the sources don't belong in the driver's memory)."""
+def export_best(cfg: Config, recipe, out_dir: Path, actor: ActorResources) -> dict[str, str]:
+    """mergekit YAML + merged VLM folder in out_dir/export, written by a Ray task on an
+    actor-sized slot (at 8B the sources don't belong in the driver's memory) into a partial
+    folder that is moved into place once complete, so a killed export is simply redone."""
     import ray
 
     from jradievo_ray.merge.export import export_recipe
@@ -152,14 +181,17 @@ def export_best(cfg: Config, recipe, out: Path, actor: ActorResources) -> dict[s
 
     device = "cuda" if actor.num_gpus else "cpu"
     task = ray.remote(export_recipe).options(num_cpus=actor.num_cpus, num_gpus=actor.num_gpus)
-    folder = Path(ray.get(task.remote(localize(cfg), recipe, out, device)))
+    partial = runfolder.partial_export(out_dir)
+    ray.get(task.remote(localize(cfg), recipe, partial, device))
+    faults.point("export")
+    folder = runfolder.move_export_into_place(partial, out_dir)
     return {"dir": str(folder), "mergekit_yaml": str(folder / "merge.yaml")}
 
 
 def final_rows(cfg: Config, pool: ActorPool, names: tuple[str, ...], best_recipe) -> dict[str, Any]:
     rows = heldout.recipe_rows(list(names), best_recipe)
     tasks = [("evaluate_recipe", (recipe, "heldout", seed)) for recipe, seed in rows.values()]
-    outputs = dict(zip(rows, pool.map(tasks), strict=True))
+    outputs = dict(zip(rows, pool.map(tasks, lambda *_: faults.point("heldout")), strict=True))
     failed = {k: v["error"] for k, v in outputs.items() if not v["ok"]}
     if failed:
         raise RuntimeError(f"held-out evaluation failed: {failed}")
@@ -194,11 +226,16 @@ def final_rows(cfg: Config, pool: ActorPool, names: tuple[str, ...], best_recipe
 def log_final(
     tracker: Tracker, cfg: Config, state: checkpoint.SearchState, result: dict, out_dir: Path
 ) -> None:
+    """Everything the MLflow run keeps of a finished search; safe to redo after a kill."""
     tracker.log_table(state.genome_table, "genomes.json")
     tracker.log_text(yaml.safe_dump(result["best"]["recipe"], sort_keys=False), "best_recipe.yaml")
     fig = fitness_figure(state.generations)
-    fig.savefig(out_dir / "fitness.png", dpi=100, bbox_inches="tight")
-    tracker.log_file(out_dir / "fitness.png")
+    plot = out_dir / runfolder.FITNESS_PLOT
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    write_atomic(plot, buffer.getvalue())
+    tracker.log_file(plot)
+    faults.point("logging")
     if "export" in result:
         tracker.log_file(Path(result["export"]["mergekit_yaml"]))
     for row, m in result.get("heldout", {}).items():
@@ -207,12 +244,10 @@ def log_final(
         tracker.log_metrics({f"ablation/{src}/{k}": v for k, v in m.items() if k != "n"})
     if not cfg.tracking.log_report_text:
         result = {k: v for k, v in result.items() if k != "blind_text"}
-    tracker.log_text(json.dumps(result, indent=2, ensure_ascii=False), RESULT)
+    tracker.log_text(json.dumps(result, indent=2, ensure_ascii=False), runfolder.RESULT)
     tracker.finish()
 
 
 def save_config(cfg: Config, out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / SAVED_CONFIG).write_text(
-        yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True), encoding="utf-8"
-    )
+    text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True)
+    write_atomic(out_dir / runfolder.CONFIG, text)

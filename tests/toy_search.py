@@ -1,0 +1,36 @@
+"""`python tests/toy_search.py OUT [--resume]`: the search driver (`run_search`, as `jradievo
+search` runs it) on the toy objective, in a process of its own, so that crash tests can
+SIGKILL it and its private Ray at an exact phase (JRADIEVO_FAULT) and resume it."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import ray.cloudpickle
+import toy_evaluator
+
+from jradievo_ray.config import load_config
+from jradievo_ray.search.run import run_search
+
+SETTINGS = [
+    "data.heldout=null",
+    "search.export_best=false",
+    "search.population=6",
+    "search.generations=3",
+    "resources.num_actors=2",
+    "resources.num_cpus_per_actor=0.5",
+]
+
+
+def main(argv: list[str]) -> int:
+    ray.cloudpickle.register_pickle_by_value(toy_evaluator)
+    cfg = load_config(None, SETTINGS)
+    factory = functools.partial(toy_evaluator.ToyEvaluator)
+    run_search(cfg, Path(argv[0]), resume="--resume" in argv, evaluator_factory=factory)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
