@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine import cpu_model
 
 from jradievo_ray.search.heldout import format_table
 from jradievo_ray.zoo import build_zoo, zoo_overrides
@@ -48,6 +50,7 @@ def run_seed(seed: int, out_root: Path) -> dict:
     result = json.loads((out / "result.json").read_text())
     return {
         "seed": seed,
+        "zoo": result["zoo"],
         "zoo_seconds": zoo_seconds,
         "search_seconds": time.perf_counter() - t1,
         "heldout": result["heldout"],
@@ -64,13 +67,14 @@ def main() -> int:
     args = ap.parse_args()
     runs = [run_seed(s, args.out) for s in args.seeds]
     report = {
-        "machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
+        "machine": f"{cpu_model()}, {os.cpu_count()} CPUs",
         "runs": runs,
         "all_hold": all(all(r["checks"].values()) for r in runs),
     }
     for r in runs:
         print(
-            f"\nseed {r['seed']} (zoo {r['zoo_seconds']:.0f}s, search {r['search_seconds']:.0f}s)"
+            f"\nseed {r['seed']}: zoo {r['zoo']['tag']} fingerprint {r['zoo']['fingerprint']}"
+            f" (zoo {r['zoo_seconds']:.0f}s, search {r['search_seconds']:.0f}s)"
         )
         print(format_table(r["heldout"]))
         print("  ".join(f"{k}: {'ok' if v else 'FAIL'}" for k, v in r["checks"].items()))

@@ -31,7 +31,9 @@ from machine import cpu_model
 from safetensors.torch import load_file
 
 from jradievo_ray.merge.namemap import get_name_map
-from jradievo_ray.zoo import build_random_llava
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from zoo_builders import build_random_llava  # noqa: E402 - the tests' model builder
 
 LLAVA = get_name_map("llava")
 

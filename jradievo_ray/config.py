@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from jradievo_ray.errors import UserError
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "demo.yaml"
+ZOO_PREFIX = "zoo:"  # a path inside the built-in demo zoo
 
 
 class Frozen(BaseModel):

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from zoo_builders import build_random_llava
 
 from jradievo_ray.cli import main
 from jradievo_ray.data.manifest import load_manifest
@@ -20,7 +21,6 @@ from jradievo_ray.scoring.findings import per_label_f1
 from jradievo_ray.scoring.labeler import LABELS
 from jradievo_ray.scoring.metrics import METRICS, report_stats
 from jradievo_ray.scoring.table import NAMES, full_scores, markdown_table
-from jradievo_ray.zoo import build_random_llava
 from jradievo_ray.zoo.corpus import PROMPT_JA
 
 ROOT = Path(__file__).resolve().parents[1]

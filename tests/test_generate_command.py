@@ -2,12 +2,12 @@ import importlib.util
 import json
 
 import pytest
+from zoo_builders import build_random_llava
 
 from jradievo_ray.cli import main
 from jradievo_ray.data.synthetic import write_split
 from jradievo_ray.inference.requests import load_requests
 from jradievo_ray.inference.transformers_backend import TransformersGenerator
-from jradievo_ray.zoo import build_random_llava
 from jradievo_ray.zoo.corpus import PROMPT_JA
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from zoo_builders import build_random_llava
 
 from jradievo_ray.errors import UserError
 from jradievo_ray.inference.factory import build_generator, check_settings, resolve_device
 from jradievo_ray.inference.transformers_backend import TransformersGenerator
-from jradievo_ray.zoo import build_random_llava
 
 GOOD = {
     "max_new_tokens": 8,

@@ -16,8 +16,7 @@ SHAPE = dict(hidden=64, layers=2, heads=2, head_dim=32, intermediate=128, vision
 
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory):
-    from jradievo_ray.zoo import build_random_llama, build_random_llava
-    from jradievo_ray.zoo.models import small_tokenizer
+    from zoo_builders import build_random_llama, build_random_llava, small_tokenizer
 
     torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("zoo")

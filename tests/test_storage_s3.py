@@ -71,8 +71,7 @@ def s3_env(s3_server, monkeypatch, tmp_path):
 
 def test_model_folder_roundtrip_and_cache(s3_env, tmp_path):
     from transformers import LlamaForCausalLM
-
-    from jradievo_ray.zoo import build_random_llama
+    from zoo_builders import build_random_llama
 
     folder = build_random_llama(tmp_path / "lm", seed=1)
     n = storage.upload_folder(folder, "s3://bucket/models/lm")

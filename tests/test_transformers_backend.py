@@ -1,12 +1,12 @@
 import pytest
 import torch
 from transformers_saved import build_transformers_saved_vlm
+from zoo_builders import build_random_llava
 
 from jradievo_ray.data.manifest import load_manifest
 from jradievo_ray.data.synthetic import write_split
 from jradievo_ray.inference.base import GenerationRequest
 from jradievo_ray.inference.transformers_backend import TransformersGenerator
-from jradievo_ray.zoo import build_random_llava
 from jradievo_ray.zoo.corpus import PROMPT_JA
 
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 from transformers_saved import build_transformers_saved_vlm
+from zoo_builders import build_random_llava, small_tokenizer
 
 from jradievo_ray.data.manifest import load_manifest
 from jradievo_ray.data.synthetic import write_split
@@ -30,9 +31,7 @@ from jradievo_ray.inference.vllm_backend import (
 )
 from jradievo_ray.merge.checkpoint import MergeError
 from jradievo_ray.merge.namemap import get_name_map
-from jradievo_ray.zoo import build_random_llava
 from jradievo_ray.zoo.corpus import PROMPT_JA
-from jradievo_ray.zoo.models import small_tokenizer
 
 MAX_NEW = 12
 LLAVA = get_name_map("llava")

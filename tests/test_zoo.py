@@ -4,11 +4,15 @@ import pytest
 import torch
 from PIL import Image
 from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from transformers import LlamaForCausalLM, LlavaForConditionalGeneration, LlavaProcessor
+from zoo_builders import build_random_llama, build_random_llava, small_tokenizer
 
-from jradievo_ray.zoo import build_random_llama, build_random_llava, build_zoo, resolve_zoo_path
-from jradievo_ray.zoo.corpus import PROMPT_JA, base_docs, ja_docs, med_docs
-from jradievo_ray.zoo.models import Shape, _vllm_names, small_tokenizer
+from jradievo_ray.progress import Progress
+from jradievo_ray.zoo import build_zoo, resolve_zoo_path
+from jradievo_ray.zoo.build import ZOO_THREADS, Recipe, fingerprint, identity
+from jradievo_ray.zoo.corpus import PROMPT_JA, base_docs, ja_docs, med_docs, vlm_docs
+from jradievo_ray.zoo.models import Shape, _vllm_names
 from jradievo_ray.zoo.train import encode
 
 
@@ -113,3 +117,64 @@ def test_build_zoo_from_scratch_then_reuse(tmp_path, monkeypatch):
     stamp = (zoo / "zoo.json").stat().st_mtime_ns
     assert build_zoo() == zoo and (zoo / "zoo.json").stat().st_mtime_ns == stamp
     assert [p.name for p in zoo.parent.iterdir()] == [zoo.name]  # no temp folder left
+
+
+TINY = Recipe(
+    vocab=600,
+    base_docs=60,
+    base_steps=3,
+    ja_docs=30,
+    ja_steps=2,
+    med_docs=30,
+    med_steps=2,
+    vision_steps=2,
+    align_steps=2,
+    joint_steps=2,
+    batch=4,
+)
+
+
+def test_the_same_machine_trains_the_same_zoo_and_the_fingerprint_says_so(tmp_path):
+    """Fixed threads and deterministic algorithms: two builds, one fingerprint, which is a
+    hash of every model's weights (one changed value changes it)."""
+    first = build_zoo(tmp_path / "a", seed=3, recipe=TINY)
+    second = build_zoo(tmp_path / "b", seed=3, recipe=TINY)
+    recorded = json.loads((first / "zoo.json").read_text())
+    assert recorded["fingerprint"] == fingerprint(first) == fingerprint(second)
+    assert recorded["threads"] == ZOO_THREADS and recorded["seed"] == 3
+    assert identity(first / "base") == {
+        "tag": recorded["version"],
+        "seed": 3,
+        "fingerprint": recorded["fingerprint"],
+    }
+    assert identity(tmp_path) is None  # not a zoo folder
+
+    weights = second / "med" / "model.safetensors"
+    tensors = load_file(weights)
+    name = sorted(tensors)[0]
+    tensors[name].view(-1)[0] += 1e-3
+    save_file(tensors, str(weights), {"format": "pt"})
+    assert fingerprint(second) != recorded["fingerprint"]
+
+
+def test_training_progress_has_an_eta_and_few_lines_off_a_terminal():
+    lines: list[str] = []
+    progress = Progress("base", 700, lines.append)
+    for step in range(700):
+        progress.update(f"loss {1 / (step + 1):.3f}")
+    assert len(lines) == 4
+    assert lines[-1].startswith("  base: step 700/700 loss 0.001 (")
+    assert all("ETA" in line for line in lines)
+
+
+def test_the_vlm_sees_its_image_where_the_base_saw_finding_codes(tokenizer):
+    chat, tags = encode(tokenizer, vlm_docs(["No pneumothorax."]), image_tokens=16)
+    image = tokenizer.convert_tokens_to_ids("<image>")
+    for ids, labels in (chat, tags):
+        assert ids.count(image) == 16
+        assert labels[-1] == tokenizer.eos_token_id
+        assert all(label == -100 for i, label in zip(ids, labels, strict=True) if i == image)
+    text = tokenizer.decode(tags[0][1:], skip_special_tokens=False)
+    assert text.startswith("Tags: <image>") and "\nReport: No pneumothorax." in text
+    base_text = next(d.answer for d in base_docs(50, 0) if d.answer.startswith("Tags:"))
+    assert "\nReport: " in base_text  # the base's own format, with codes where the image is

@@ -15,8 +15,9 @@ from transformers import (
     LlavaNextProcessor,
     PreTrainedTokenizerFast,
 )
+from zoo_builders import small_tokenizer
 
-from jradievo_ray.zoo.models import MEAN, STD, Shape, llava_config, make_processor, small_tokenizer
+from jradievo_ray.zoo.models import MEAN, STD, Shape, llava_config, make_processor
 from jradievo_ray.zoo.tokenizer import CHAT_TEMPLATE, IMAGE
 
 

@@ -15,16 +15,18 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
 from transformers import LlamaForCausalLM, LlavaForConditionalGeneration, PreTrainedTokenizerFast
 
 from jradievo_ray import paths
+from jradievo_ray.config import ZOO_PREFIX
 from jradievo_ray.data import synthetic
 from jradievo_ray.data.manifest import load_manifest
 from jradievo_ray.data.synthetic import FINDINGS, NORMAL, write_dataset
-from jradievo_ray.zoo.corpus import PROMPT_EN, Doc, base_docs, ja_docs, med_docs, tokenizer_texts
+from jradievo_ray.zoo.corpus import base_docs, ja_docs, med_docs, tokenizer_texts, vlm_docs
 from jradievo_ray.zoo.models import (
     Shape,
     image_processor,
@@ -37,8 +39,7 @@ from jradievo_ray.zoo.models import (
 from jradievo_ray.zoo.tokenizer import train_tokenizer
 from jradievo_ray.zoo.train import encode, pretrain_vision, train_lm, train_vlm
 
-ZOO_VERSION = "v2"
-ZOO_PREFIX = "zoo:"
+ZOO_VERSION = "v3"
 # The code that decides what the zoo contains: any change to it means a new cache folder.
 _ZOO_SOURCES = [*sorted(Path(__file__).parent.glob("*.py")), Path(synthetic.__file__)]
 
@@ -65,6 +66,33 @@ class Recipe:
     joint_steps: int = 120
     joint_lm_lr: float = 2e-4
     batch: int = 32
+
+
+ZOO_THREADS = 2  # fixed, so that one machine always trains the same weights
+MODELS = ("base", "vlm", "ja", "med")
+
+
+def fingerprint(zoo: Path) -> str:
+    """A short hash of the zoo's trained weights: equal only for bit-identical models.
+    Another CPU make trains other weights (other float kernels); this tells them apart."""
+    digest = hashlib.sha256()
+    for name in MODELS:
+        for path in sorted((Path(zoo) / name).glob("*.safetensors")):
+            digest.update(f"{name}/{path.name}".encode() + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def identity(model_path: str | Path) -> dict[str, Any] | None:
+    """{"tag", "seed", "fingerprint"} of the zoo holding `model_path`, None outside a zoo."""
+    zoo = Path(model_path).parent
+    if not (zoo / "zoo.json").is_file():
+        return None
+    info = json.loads((zoo / "zoo.json").read_text())
+    return {
+        "tag": info.get("version"),
+        "seed": info.get("seed"),
+        "fingerprint": info.get("fingerprint") or fingerprint(zoo),
+    }
 
 
 def version_tag() -> str:
@@ -135,16 +163,17 @@ def _train_all(out: Path, seed: int, shape: Shape, recipe: Recipe) -> None:
     vlm.lm_head.load_state_dict(base.lm_head.state_dict())
     targets = _finding_targets([s.findings for s in studies])
     pretrain_vision(vlm, pixels, targets, recipe.vision_steps, recipe.vision_lr, 64, seed, _log)
-    docs = [Doc(s.report_en, user=PROMPT_EN, image=True) for s in studies]
-    examples = encode(tokenizer, docs, shape.image_tokens)
+    # Align: both VLM tasks (chat, and the image in place of the codes), LM frozen; joint:
+    # the chat alone, LM included at a low learning rate.
+    both = encode(tokenizer, vlm_docs([s.report_en for s in studies]), shape.image_tokens)
     lrs = {"vision": recipe.align_lr / 4, "projector": recipe.align_lr}
+    align_pixels = torch.cat([pixels, pixels])
     train_vlm(
-        vlm, examples, pixels, pad, recipe.align_steps, lrs, recipe.batch, seed, _log, "align"
+        vlm, both, align_pixels, pad, recipe.align_steps, lrs, recipe.batch, seed, _log, "align"
     )
+    chat = both[: len(studies)]
     lrs = {"vision": recipe.joint_lm_lr, "projector": recipe.joint_lm_lr, "lm": recipe.joint_lm_lr}
-    train_vlm(
-        vlm, examples, pixels, pad, recipe.joint_steps, lrs, recipe.batch, seed, _log, "joint"
-    )
+    train_vlm(vlm, chat, pixels, pad, recipe.joint_steps, lrs, recipe.batch, seed, _log, "joint")
     save_llava(vlm, tokenizer, shape, out / "vlm")
     seconds = time.perf_counter() - t0
     (out / "zoo.json").write_text(
@@ -152,6 +181,9 @@ def _train_all(out: Path, seed: int, shape: Shape, recipe: Recipe) -> None:
             {
                 "version": version_tag(),
                 "seed": seed,
+                "fingerprint": fingerprint(out),
+                "torch": torch.__version__,
+                "threads": ZOO_THREADS,
                 "seconds": round(seconds, 1),
                 "shape": asdict(shape),
                 "recipe": asdict(recipe),
@@ -161,7 +193,7 @@ def _train_all(out: Path, seed: int, shape: Shape, recipe: Recipe) -> None:
         + "\n"
     )
     write_shape(out, shape)
-    _log(f"done in {seconds:.0f}s")
+    _log(f"done in {seconds:.0f}s; weights fingerprint {fingerprint(out)}")
 
 
 def build_zoo(
@@ -177,14 +209,19 @@ def build_zoo(
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     try:
-        threads = torch.get_num_threads()
-        _log(f"building into {target} (seed {seed}, {threads} torch threads)")
+        # As reproducible as torch allows on one machine: fixed threads, deterministic ops.
+        torch.set_num_threads(ZOO_THREADS)
+        torch.use_deterministic_algorithms(True)
+        _log(f"building into {target} (seed {seed}, {ZOO_THREADS} torch threads)")
         _train_all(tmp, seed, shape or Shape(), recipe or Recipe())
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)
     finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target

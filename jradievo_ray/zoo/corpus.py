@@ -11,7 +11,8 @@ Who learns what, so that no single source writes grounded Japanese reports well 
 - med: clinical text, never chat: finding codes -> Japanese report, codes -> English report,
   English/Japanese finding sentence pairs. It maps findings to Japanese sentences but cannot
   answer the prompt.
-- vlm (see train.py): image + English prompt -> English report; never Japanese text.
+- vlm (see train.py, vlm_docs): image + English prompt -> English report, and the image in
+  the place of the finding codes of the base's `Tags: ... Report: ...` text; never Japanese.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from jradievo_ray.data.synthetic import (
     term_line_ja,
     write_report,
 )
+from jradievo_ray.zoo.tokenizer import IMAGE
 
 PROMPT_JA: str = InferenceConfig.model_fields["prompt"].default
 PROMPT_EN = "Describe the findings of this chest X-ray in English."
+TAGS_PROMPT = f"Tags: {IMAGE}\nReport:"
 
 GENERAL = [
     ("This is a chest X-ray image.", "これは胸部X線画像です。"),
@@ -61,11 +64,23 @@ GLOSSARY = [
 
 @dataclass(frozen=True)
 class Doc:
-    """`user` set: a chat turn (loss on `answer` only); else `answer` is plain text."""
+    """`user` set: a chat turn (loss on `answer` only); `prompt` set: plain text before the
+    answer, no chat format (loss on `answer` only; `<image>` in it stands for the image);
+    else `answer` is plain text."""
 
     answer: str
     user: str | None = None
     image: bool = False
+    prompt: str | None = None
+
+
+def vlm_docs(reports_en: list[str]) -> list[Doc]:
+    """The VLM's two tasks, one of each per image (in this order): the chat (image + English
+    prompt -> English report), and the base's own finding-code format with the image where
+    the codes stand (`Tags: <image>` -> the report). The second makes the projector emit
+    features that the frozen base, and so each of its descendants, reads as finding codes."""
+    chat = [Doc(en, user=PROMPT_EN, image=True) for en in reports_en]
+    return chat + [Doc(f" {en}", prompt=TAGS_PROMPT) for en in reports_en]
 
 
 def _reports(case: Case) -> tuple[str, str]:

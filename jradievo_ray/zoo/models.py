@@ -1,4 +1,4 @@
-"""Zoo model shapes, Hugging Face folder saving, and random-weight builders for tests.
+"""Zoo model shapes and Hugging Face folder saving.
 
 Saved folders are what an 8B run uses: `LlamaForCausalLM` and `LlavaForConditionalGeneration`
 with a `LlavaProcessor` (CLIP image processor + chat template adding BOS). The vision tower
@@ -25,7 +25,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from jradievo_ray.zoo.tokenizer import CHAT_TEMPLATE, IMAGE, train_tokenizer
+from jradievo_ray.zoo.tokenizer import CHAT_TEMPLATE, IMAGE
 
 MEAN, STD = 0.5, 0.25
 
@@ -163,37 +163,3 @@ def save_llama(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, out:
 
 def write_shape(out: Path, shape: Shape) -> None:
     (Path(out) / "zoo_shape.json").write_text(json.dumps(shape.__dict__, indent=2) + "\n")
-
-
-def small_tokenizer() -> PreTrainedTokenizerFast:
-    """A tokenizer trained on a small zoo corpus, for random-weight test models."""
-    from jradievo_ray.zoo.corpus import tokenizer_texts
-
-    return train_tokenizer(tokenizer_texts(n=300, seed=0), vocab_size=800)
-
-
-def build_random_llama(
-    out_dir: Path,
-    seed: int = 0,
-    tokenizer: PreTrainedTokenizerFast | None = None,
-    **shape: int,
-) -> Path:
-    """A random-weight LlamaForCausalLM folder with the zoo's tokenizer and shape."""
-    tokenizer = tokenizer or small_tokenizer()
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(llama_config(tokenizer, Shape(**shape))).eval()
-    return save_llama(model, tokenizer, out_dir)
-
-
-def build_random_llava(
-    out_dir: Path,
-    seed: int = 0,
-    tokenizer: PreTrainedTokenizerFast | None = None,
-    **shape: int,
-) -> Path:
-    """A random-weight LLaVA folder saved exactly like the zoo's VLM (processor included)."""
-    tokenizer = tokenizer or small_tokenizer()
-    s = Shape(**shape)
-    torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(llava_config(tokenizer, s)).eval()
-    return save_llava(model, tokenizer, s, out_dir)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 
 import torch
@@ -11,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import LlamaForCausalLM, LlavaForConditionalGeneration, PreTrainedTokenizerFast
 
+from jradievo_ray.progress import Progress
 from jradievo_ray.zoo.corpus import Doc
 from jradievo_ray.zoo.tokenizer import IMAGE
 
@@ -21,10 +21,17 @@ Example = tuple[list[int], list[int]]  # input ids, labels (-100 = no loss)
 def encode(
     tokenizer: PreTrainedTokenizerFast, docs: Sequence[Doc], image_tokens: int
 ) -> list[Example]:
-    """Chat docs are rendered by the tokenizer's chat template, exactly as at inference."""
+    """Chat docs are rendered by the tokenizer's chat template, exactly as at inference;
+    each `<image>` becomes `image_tokens` image tokens."""
     out = []
     for doc in docs:
-        if doc.user is None:
+        if doc.prompt is not None:
+            text = doc.prompt.replace(IMAGE, IMAGE * image_tokens)
+            prompt = [
+                tokenizer.bos_token_id,
+                *tokenizer(text, add_special_tokens=False)["input_ids"],
+            ]
+        elif doc.user is None:
             prompt = [tokenizer.bos_token_id]
         else:
             content = ([{"type": "image"}] if doc.image else []) + [
@@ -74,7 +81,7 @@ def run_steps(
     groups = [{"params": p, "lr": lr, "base_lr": lr} for p, lr in params if p]
     opt = torch.optim.AdamW(groups, weight_decay=0.01)
     gen = torch.Generator().manual_seed(seed)
-    start, loss_avg = time.perf_counter(), float("nan")
+    progress, loss_avg = Progress(name, steps, log), float("nan")
     for step in range(steps):
         factor = _schedule(step, steps, warmup=max(1, steps // 20))
         for g in opt.param_groups:
@@ -86,11 +93,7 @@ def run_steps(
         torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
         opt.step()
         loss_avg = loss.item() if step == 0 else 0.95 * loss_avg + 0.05 * loss.item()
-        if (step + 1) % max(1, steps // 4) == 0 or step + 1 == steps:
-            log(
-                f"  {name}: step {step + 1}/{steps} loss {loss_avg:.3f} "
-                f"({time.perf_counter() - start:.0f}s)"
-            )
+        progress.update(f"loss {loss_avg:.3f}")
     return loss_avg
 
 
