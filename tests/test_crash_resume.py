@@ -54,39 +54,41 @@ def uninterrupted(tmp_path_factory) -> dict:
     return json.loads((out / "result.json").read_text())
 
 
-@pytest.mark.parametrize(
-    "fault",
-    [
-        "started",  # run folder and MLflow run made; Ray, actors, generation 0 still to come
-        "evaluated:2",  # inside generation 0
-        "checkpointed:1",  # between generation 0's checkpoint and generation 1
-        "evaluated:9",  # inside a later generation
-        "checkpointed:4",  # after the last generation, before the final logging
-        "logging",  # final MLflow logging half done, no result.json yet
-    ],
-)
-def test_killed_at_any_phase_resumes_to_the_uninterrupted_result(uninterrupted, tmp_path, fault):
+# Each kill resumes into the next: a run that crashes again and again still ends as the
+# uninterrupted one did. `name:n` is the n-th pass of that point within one process.
+KILLS = [
+    "started",  # run folder and MLflow run made; Ray, actors, generation 0 still to come
+    "evaluated:2",  # inside generation 0
+    "checkpointed:1",  # between generation 0's checkpoint and generation 1
+    "evaluated:3",  # inside generation 1
+    "checkpointed:3",  # after generations 1-3 are checkpointed, before the final logging
+    "logging",  # final MLflow logging half done, no result.json yet
+]
+
+
+def test_killed_at_every_phase_resumes_to_the_uninterrupted_result(uninterrupted, tmp_path):
     out = tmp_path / "run"
-    killed = toy_search(out, fault=fault)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    assert not (out / "result.json").exists()
-    run_id = checkpoint.load(out).mlflow_run_id
+    run_id = None
+    for i, fault in enumerate(KILLS):
+        killed = toy_search(out, *(["--resume"] if i else []), fault=fault)
+        assert killed.returncode == -signal.SIGKILL, (fault, killed.stderr[-3000:])
+        assert not (out / "result.json").exists()
+        state = checkpoint.load(out)
+        run_id = run_id or state.mlflow_run_id
+        assert state.mlflow_run_id == run_id  # one MLflow run from start to end
+    last = checkpoint.load(out)
+    assert last.gen == 3  # the kills above reached every phase up to the end
 
     resumed = toy_search(out, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     result = json.loads((out / "result.json").read_text())
     assert comparable(result) == comparable(uninterrupted)
-    # One MLflow run from start to end, every generation's metrics in it once.
     assert result["mlflow"]["run_id"] == run_id
     client = MlflowClient(result["mlflow"]["tracking_uri"])
     assert client.get_run(run_id).info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(run_id, "fitness_max")]
     assert sorted(steps) == [g["gen"] for g in uninterrupted["generations"]]
 
-
-def test_resuming_a_finished_run_is_a_no_op(uninterrupted, tmp_path):
-    out = tmp_path / "run"
-    assert toy_search(out).returncode == 0
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     again = toy_search(out, "--resume")
     assert again.returncode == 0, again.stderr[-3000:]
