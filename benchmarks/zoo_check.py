@@ -52,14 +52,14 @@ def main() -> None:
     for w in itertools.product(grid, repeat=3):
         if sum(w) == 0:
             continue
-        m = ev.evaluate_recipe(ta(list(w)), "search")["metrics"]
+        m = ev.evaluate_recipe(ta(list(w)), "search").metrics
         results.append((m["fitness"], list(w), 1.0))
     results.sort(reverse=True)
     for fit, w, _ in results[:5]:
         print(f"search grid top: {w} fitness {fit:.1f}")
     best_w = results[0][1]
     for scale in (0.8, 1.2, 1.5):
-        m = ev.evaluate_recipe(ta(best_w, scale), "search")["metrics"]
+        m = ev.evaluate_recipe(ta(best_w, scale), "search").metrics
         results.append((m["fitness"], best_w, scale))
     results.sort(reverse=True)
     fit, best_w, best_scale = results[0]
@@ -74,8 +74,8 @@ def main() -> None:
     table, texts = {}, {}
     for name, recipe in rows.items():
         out = ev.evaluate_recipe(recipe, "heldout")
-        table[name], texts[name] = out["metrics"], out["texts"]
-    table["best_images_shuffled"] = ev.evaluate_recipe(rows["best"], "heldout", 1)["metrics"]
+        table[name], texts[name] = out.metrics, out.texts
+    table["best_images_shuffled"] = ev.evaluate_recipe(rows["best"], "heldout", 1).metrics
     search_refs = [s.report_ja for s in ev.splits["search"]]
     blind = max(
         search_refs,

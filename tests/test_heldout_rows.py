@@ -11,6 +11,7 @@ from jradievo_ray.data.synthetic import write_dataset
 from jradievo_ray.genome import uniform_recipe
 from jradievo_ray.scoring.fitness import score_reports
 from jradievo_ray.search import heldout
+from jradievo_ray.search.evaluation import STAGES
 from jradievo_ray.search.evaluator import GenomeEvaluator, derangement
 
 
@@ -61,7 +62,7 @@ def test_constant_generator_scores_the_same_with_shuffled_images(data):
     recipe = uniform_recipe(["vlm", "ja", "med"])
     plain = ev.evaluate_recipe(recipe, "heldout")
     shuffled = ev.evaluate_recipe(recipe, "heldout", shuffle_seed=heldout.SHUFFLE_SEED)
-    assert plain["metrics"] == shuffled["metrics"]
+    assert plain.metrics == shuffled.metrics
 
 
 def test_a_generator_that_reads_the_image_loses_when_images_are_shuffled(data):
@@ -69,11 +70,22 @@ def test_a_generator_that_reads_the_image_loses_when_images_are_shuffled(data):
     by_image = {s.image: s.report_ja for s in ev0.splits["heldout"]}
     ev = evaluator(data, EchoGenerator(by_image))
     recipe = uniform_recipe(["vlm", "ja", "med"])
-    plain = ev.evaluate_recipe(recipe, "heldout")["metrics"]
-    shuffled = ev.evaluate_recipe(recipe, "heldout", shuffle_seed=7)["metrics"]
+    plain = ev.evaluate_recipe(recipe, "heldout").metrics
+    shuffled = ev.evaluate_recipe(recipe, "heldout", shuffle_seed=7).metrics
     assert plain["fitness"] == pytest.approx(100.0)
     assert shuffled["finding_f1"] < plain["finding_f1"]
     assert shuffled["fitness"] < plain["fitness"]
+
+
+def test_a_search_genome_ships_scores_and_stage_seconds_a_row_also_its_details(data):
+    ev = evaluator(data, ConstantGenerator())
+    genome = ev.evaluate_genome([0.1, 0.5, 0.5, 0.5, 0.3, 0.3, 0.3, 1.0])
+    assert genome.texts is None and genome.per_finding is None
+    assert set(genome.seconds) == set(STAGES) and all(v >= 0 for v in genome.seconds.values())
+    assert genome.fitness == genome.metrics["fitness"]
+    row = ev.evaluate_recipe(uniform_recipe(["vlm", "ja", "med"]), "heldout")
+    assert row.texts == ["心拡大を認める。"] * 12 and row.per_finding
+    assert row.seconds["weight_load"] == 0.0  # merged in place into the generator
 
 
 def test_blind_text_is_the_argmax_over_search_references(data):
@@ -85,11 +97,15 @@ def test_blind_text_is_the_argmax_over_search_references(data):
     assert text in refs
     assert fit == max(brute.values()) == brute[text]
     row = heldout.blind_row(text, [s.report_ja for s in ev.splits["heldout"]], cfg)
-    assert row["metrics"]["n"] == 12
-    assert row["metrics"]["fitness"] == pytest.approx(
-        score_reports([text] * 12, [s.report_ja for s in ev.splits["heldout"]], cfg)["fitness"]
+    assert row.metrics["n"] == 12
+    assert (
+        row.fitness
+        == row.metrics["fitness"]
+        == pytest.approx(
+            score_reports([text] * 12, [s.report_ja for s in ev.splits["heldout"]], cfg)["fitness"]
+        )
     )
-    assert row["per_finding"] and all(0 <= v <= 100 for v in row["per_finding"].values())
+    assert row.per_finding and all(0 <= v <= 100 for v in row.per_finding.values())
 
 
 def test_rows_cover_sources_uniform_shuffle_and_ablations():

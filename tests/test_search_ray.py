@@ -14,6 +14,7 @@ from jradievo_ray.config import load_config
 from jradievo_ray.errors import UserError
 from jradievo_ray.search import checkpoint
 from jradievo_ray.search.actors import ActorPool, ActorStartError
+from jradievo_ray.search.evaluation import Evaluation, GenomeTask
 from jradievo_ray.search.loop import WORST_FITNESS
 from jradievo_ray.search.resources import ActorResources
 from jradievo_ray.search.run import run_search
@@ -82,12 +83,12 @@ def test_dead_actor_is_replaced_and_its_genome_retried(ray_local, tmp_path):
     logs = []
     pool = ActorPool(factory, 2, ActorResources(0.5, 0), max_retries=2, log=logs.append)
     genomes = [[0.5] * 8, [0.1] * 8, [0.3] * 8]
-    results = pool.map([("evaluate_genome", (g,)) for g in genomes])
+    results = pool.map([GenomeTask(g) for g in genomes])
     pool.shutdown()
     assert marker.exists() and pool.replaced == 1
-    assert all(r["ok"] for r in results)
-    assert [round(r["fitness"], 6) for r in results] == [
-        round(toy_evaluator.ToyEvaluator().evaluate_genome(g)["fitness"], 6) for g in genomes
+    assert all(isinstance(r, Evaluation) for r in results)
+    assert [round(r.fitness, 6) for r in results] == [
+        round(toy_evaluator.ToyEvaluator().evaluate_genome(g).fitness, 6) for g in genomes
     ]
     assert any("replacing" in line for line in logs)
 
@@ -122,7 +123,7 @@ def test_actor_that_cannot_start_stops_the_search_clearly(ray_local):
         functools.partial(toy_evaluator.ToyEvaluator, bad=True), 1, ActorResources(0.5, 0), 2
     )
     with pytest.raises(ActorStartError, match="could not start"):
-        pool.map([("evaluate_genome", ([0.5] * 8,))])
+        pool.map([GenomeTask([0.5] * 8)])
 
 
 def test_bad_input_an_actor_finds_is_a_user_error_not_a_crash(ray_local):
@@ -130,5 +131,5 @@ def test_bad_input_an_actor_finds_is_a_user_error_not_a_crash(ray_local):
     factory = functools.partial(toy_evaluator.ToyEvaluator, bad_input=message)
     pool = ActorPool(factory, 1, ActorResources(0.5, 0), 2)
     with pytest.raises(UserError) as exc:
-        pool.map([("evaluate_genome", ([0.5] * 8,))])
+        pool.map([GenomeTask([0.5] * 8)])
     assert str(exc.value) == message

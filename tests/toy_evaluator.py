@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from jradievo_ray.errors import UserError
+from jradievo_ray.search.evaluation import STAGES, Evaluation
 
 
 class ToyEvaluator:
@@ -29,7 +30,7 @@ class ToyEvaluator:
         self.die_above = die_above
         self.marker = Path(marker) if marker else None
 
-    def evaluate_genome(self, genome: list[float]) -> dict:
+    def evaluate_genome(self, genome: list[float]) -> Evaluation:
         if genome[0] > self.die_above and self.marker and not self.marker.exists():
             self.marker.write_text("died")
             os._exit(1)
@@ -37,4 +38,7 @@ class ToyEvaluator:
             raise RuntimeError("merge blew up")
         fit = 100 - 50 * sum((g - 0.5) ** 2 for g in genome)
         metrics = {"n": 1, "rouge_l": fit, "bleu4": fit, "finding_f1": fit, "fitness": fit}
-        return {"fitness": fit, "metrics": metrics, "texts": []}
+        return Evaluation(fitness=fit, metrics=metrics, seconds=dict.fromkeys(STAGES, 0.0))
+
+    def evaluate_recipe(self, recipe, split, shuffle_seed=None, details=True) -> Evaluation:
+        raise NotImplementedError("the toy objective scores genomes only")

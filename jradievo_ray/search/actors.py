@@ -1,7 +1,8 @@
 """Thin Ray actors around an evaluator, and a pool that survives actor death.
 
 The evaluator comes from a picklable factory, so the same pool runs the real
-GenomeEvaluator on GPUs and tiny toy objectives in tests.
+GenomeEvaluator on GPUs and tiny toy objectives in tests; tasks and outcomes are the types
+of search/evaluation.py.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ray.util.placement_group import PlacementGroup, placement_group, remove_pla
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from jradievo_ray.errors import UserError
+from jradievo_ray.search.evaluation import Evaluator, Failure, Outcome, Task, run_task
 from jradievo_ray.search.resources import ActorResources
 
 
@@ -37,19 +39,18 @@ def start_error(exc: Exception) -> Exception:
 class EvalActor:
     """Holds one evaluator (sources resident) for its whole life."""
 
-    def __init__(self, factory: Callable[[], Any], num_threads: int):
+    def __init__(self, factory: Callable[[], Evaluator], num_threads: int):
         import torch
 
         torch.set_num_threads(max(1, num_threads))
         self.evaluator = factory()
 
-    def call(self, method: str, *args: Any) -> dict[str, Any]:
-        """Run one evaluator method; failures come back as data, never kill the search."""
+    def run(self, task: Task) -> Outcome:
+        """Evaluate one task; a failure comes back as data, it never kills the search."""
         try:
-            return {"ok": True, **getattr(self.evaluator, method)(*args)}
+            return run_task(self.evaluator, task)
         except Exception as exc:  # noqa: BLE001 - any genome failure is penalised, not fatal
-            tb = traceback.format_exc(limit=3)
-            return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": tb}
+            return Failure(f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=3))
 
 
 class ActorPool:
@@ -104,13 +105,13 @@ class ActorPool:
 
     def map(
         self,
-        tasks: list[tuple[str, tuple]],
-        on_result: Callable[[int, dict[str, Any]], None] | None = None,
-    ) -> list[dict[str, Any]]:
-        """Run (method, args) tasks; results in task order. A task whose actor dies is
-        retried on a fresh actor up to max_retries times, then reported as failed."""
+        tasks: list[Task],
+        on_result: Callable[[int, Outcome], None] | None = None,
+    ) -> list[Outcome]:
+        """Run tasks; outcomes in task order. A task whose actor dies is retried on a fresh
+        actor up to max_retries times, then reported as a Failure."""
         self._start()
-        results: list[dict[str, Any] | None] = [None] * len(tasks)
+        results: list[Outcome | None] = [None] * len(tasks)
         pending = deque(range(len(tasks)))
         attempts = [0] * len(tasks)
         idle = list(range(len(self.actors)))
@@ -118,8 +119,7 @@ class ActorPool:
         while pending or inflight:
             while pending and idle:
                 i, a = pending.popleft(), idle.pop()
-                method, args = tasks[i]
-                inflight[self.actors[a].call.remote(method, *args)] = (i, a)
+                inflight[self.actors[a].run.remote(tasks[i])] = (i, a)
             done, _ = ray.wait(list(inflight), num_returns=1)
             for ref in done:
                 i, a = inflight.pop(ref)
@@ -135,7 +135,7 @@ class ActorPool:
                     if attempts[i] <= self.max_retries:
                         pending.appendleft(i)
                         continue
-                    result = {"ok": False, "error": f"actor died {attempts[i]} times"}
+                    result = Failure(f"actor died {attempts[i]} times")
                 else:
                     idle.append(a)
                 results[i] = result

@@ -2,6 +2,7 @@
 
 Built once per actor: sources resident, generator built, eval sets loaded. Each call is a
 pure function of (genome or recipe, resident state, eval set), so results can be cached.
+Implements the `Evaluator` protocol of search/evaluation.py.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from jradievo_ray.genome import MergeRecipe, make_space
 from jradievo_ray.inference.base import GenerationRequest, Generator
 from jradievo_ray.inference.factory import DTYPES, build_generator, resolve_device
 from jradievo_ray.scoring.fitness import per_finding_f1, score_reports
+from jradievo_ray.search.evaluation import Evaluation
 from jradievo_ray.search.prepare import localize
 
 
@@ -76,47 +78,53 @@ class GenomeEvaluator:
         if cfg.data.heldout:
             self.splits["heldout"] = load_manifest(cfg.data.heldout, limit=cfg.data.heldout_limit)
 
-    def _load(self, recipe: MergeRecipe) -> None:
+    def _load(self, recipe: MergeRecipe) -> dict[str, float]:
+        """Merge `recipe` into the generator; seconds of the merge and of the weight load."""
         seed = self.cfg.merge.seed
-        if self.targets is not None:
+        t0 = time.perf_counter()
+        if self.targets is not None:  # the generator's own weights, merged in place
             self.merger.merge_into(recipe, self.targets, seed=seed)
-            return
+            return {"merge": time.perf_counter() - t0, "weight_load": 0.0}
         if self._buffers is None:  # allocated once: no new tensors per genome
             self._buffers = self.merger.new_targets()
         self.merger.merge_into(recipe, self._buffers, seed=seed)
+        t1 = time.perf_counter()
         self.generator.load_weights(self._buffers.items())
+        return {"merge": t1 - t0, "weight_load": time.perf_counter() - t1}
 
-    def generate(
-        self, recipe: MergeRecipe, split: str, shuffle_seed: int | None = None
-    ) -> list[str]:
+    def evaluate_recipe(
+        self,
+        recipe: MergeRecipe,
+        split: str = "search",
+        shuffle_seed: int | None = None,
+        details: bool = True,
+    ) -> Evaluation:
+        """One recipe on one split; `details`: per-finding F1 and the texts too."""
         studies = self.splits[split]
         images = [s.image for s in studies]
         if shuffle_seed is not None:
             images = [images[j] for j in derangement(len(images), shuffle_seed)]
-        self._load(recipe)
+        seconds = self._load(recipe)
         prompt = self.cfg.inference.prompt
         reqs = [
             GenerationRequest(id=s.id, image=img, prompt=prompt)
             for s, img in zip(studies, images, strict=True)
         ]
-        return self.generator.generate(reqs)
-
-    def evaluate_recipe(
-        self, recipe: MergeRecipe, split: str = "search", shuffle_seed: int | None = None
-    ) -> dict[str, Any]:
-        """Metrics (0-100), per-finding F1 and timings of one recipe on one split."""
         t0 = time.perf_counter()
-        texts = self.generate(recipe, split, shuffle_seed)
+        texts = self.generator.generate(reqs)
         t1 = time.perf_counter()
-        refs = [s.report_ja for s in self.splits[split]]
+        refs = [s.report_ja for s in studies]
         metrics = score_reports(texts, refs, self.cfg.scoring)
-        return {
-            "metrics": metrics,
-            "per_finding": per_finding_f1(texts, refs, self.cfg.scoring),
-            "texts": texts,
-            "seconds": {"merge_generate": t1 - t0, "score": time.perf_counter() - t1},
-        }
+        per_finding = per_finding_f1(texts, refs, self.cfg.scoring) if details else None
+        seconds |= {"generate": t1 - t0, "score": time.perf_counter() - t1}
+        return Evaluation(
+            fitness=float(metrics["fitness"]),
+            metrics=metrics,
+            seconds=seconds,
+            per_finding=per_finding,
+            texts=texts if details else None,
+        )
 
-    def evaluate_genome(self, genome: list[float]) -> dict[str, Any]:
-        out = self.evaluate_recipe(self.space.decode(genome), "search")
-        return {"fitness": out["metrics"]["fitness"], **out}
+    def evaluate_genome(self, genome: list[float]) -> Evaluation:
+        """One genome of the search: scores and timings only (no texts leave the actor)."""
+        return self.evaluate_recipe(self.space.decode(genome), "search", details=False)

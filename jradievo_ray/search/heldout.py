@@ -8,6 +8,7 @@ from typing import Any
 from jradievo_ray.config import ScoringConfig
 from jradievo_ray.genome import MergeRecipe, single_source_recipe, uniform_recipe
 from jradievo_ray.scoring.fitness import per_finding_f1, score_reports
+from jradievo_ray.search.evaluation import Evaluation
 
 TABLE_METRICS = ("n", "rouge_l", "bleu4", "finding_f1", "fitness")
 SHUFFLE_SEED = 1234
@@ -28,12 +29,16 @@ def best_blind_text(search_refs: list[str], cfg: ScoringConfig) -> tuple[str, fl
     return best_text, best_fit
 
 
-def blind_row(text: str, heldout_refs: list[str], cfg: ScoringConfig) -> dict[str, Any]:
+def blind_row(text: str, heldout_refs: list[str], cfg: ScoringConfig) -> Evaluation:
+    """`text` written for every held-out study, scored as a row of the table."""
     preds = [text] * len(heldout_refs)
-    return {
-        "metrics": score_reports(preds, heldout_refs, cfg),
-        "per_finding": per_finding_f1(preds, heldout_refs, cfg),
-    }
+    metrics = score_reports(preds, heldout_refs, cfg)
+    return Evaluation(
+        fitness=float(metrics["fitness"]),
+        metrics=metrics,
+        seconds={},
+        per_finding=per_finding_f1(preds, heldout_refs, cfg),
+    )
 
 
 def recipe_rows(names: list[str], best: MergeRecipe) -> dict[str, tuple[MergeRecipe, int | None]]:

@@ -17,6 +17,7 @@ from jradievo_ray.genome import make_space
 from jradievo_ray.progress import format_eta
 from jradievo_ray.search import checkpoint
 from jradievo_ray.search.actors import ActorPool
+from jradievo_ray.search.evaluation import Failure, GenomeTask, Outcome, Task
 from jradievo_ray.search.ga import GeneticAlgorithm, individual
 
 WORST_FITNESS = 0.0  # fitness is on 0-100; a failed genome gets the bottom of the scale
@@ -26,15 +27,15 @@ def genome_key(genome: list[float]) -> tuple[float, ...]:
     return tuple(float(g) for g in genome)
 
 
-def summarize(result: dict[str, Any]) -> dict[str, Any]:
-    """What the cache and the genome table keep of an evaluation (no report text)."""
-    if not result.get("ok"):
-        return {"fitness": WORST_FITNESS, "error": result.get("error", "unknown error")}
-    return {"fitness": float(result["fitness"]), "metrics": result["metrics"], "error": None}
+def summarize(outcome: Outcome) -> dict[str, Any]:
+    """What the cache and the genome table keep of an evaluation."""
+    if isinstance(outcome, Failure):
+        return {"fitness": WORST_FITNESS, "error": outcome.error}
+    return {"fitness": outcome.fitness, "metrics": outcome.metrics, "error": None}
 
 
 class SearchLoop:
-    """Runs (or resumes) the GA; `pool` evaluates genomes via `evaluate_genome`."""
+    """Runs (or resumes) the GA; `pool` evaluates its GenomeTasks."""
 
     def __init__(
         self,
@@ -69,7 +70,7 @@ class SearchLoop:
             if key not in cache:
                 todo.setdefault(key, list(ind))
         keys = list(todo)
-        tasks = [("evaluate_genome", (todo[k],)) for k in keys]
+        tasks: list[Task] = [GenomeTask(todo[k]) for k in keys]
         results = self.pool.map(tasks, lambda *_: faults.point("evaluated"))
         for key, result in zip(keys, results, strict=True):
             cache[key] = summarize(result)

@@ -18,6 +18,7 @@ from jradievo_ray.config import Config, config_to_dict
 from jradievo_ray.errors import UserError
 from jradievo_ray.search import checkpoint, heldout, runfolder
 from jradievo_ray.search.actors import ActorPool
+from jradievo_ray.search.evaluation import Evaluation, Failure, RecipeTask, Task
 from jradievo_ray.search.evaluator import GenomeEvaluator
 from jradievo_ray.search.loop import SearchLoop
 from jradievo_ray.search.resources import (
@@ -190,11 +191,14 @@ def export_best(cfg: Config, recipe, out_dir: Path, actor: ActorResources) -> di
 
 def final_rows(cfg: Config, pool: ActorPool, names: tuple[str, ...], best_recipe) -> dict[str, Any]:
     rows = heldout.recipe_rows(list(names), best_recipe)
-    tasks = [("evaluate_recipe", (recipe, "heldout", seed)) for recipe, seed in rows.values()]
-    outputs = dict(zip(rows, pool.map(tasks, lambda *_: faults.point("heldout")), strict=True))
-    failed = {k: v["error"] for k, v in outputs.items() if not v["ok"]}
+    tasks: list[Task] = [RecipeTask(recipe, "heldout", seed) for recipe, seed in rows.values()]
+    outcomes = dict(zip(rows, pool.map(tasks, lambda *_: faults.point("heldout")), strict=True))
+    failed = {k: v.error for k, v in outcomes.items() if isinstance(v, Failure)}
     if failed:
         raise RuntimeError(f"held-out evaluation failed: {failed}")
+    rows_done: dict[str, Evaluation] = {
+        k: v for k, v in outcomes.items() if isinstance(v, Evaluation)
+    }
 
     from jradievo_ray.data.manifest import load_manifest
     from jradievo_ray.search.prepare import localize
@@ -203,7 +207,7 @@ def final_rows(cfg: Config, pool: ActorPool, names: tuple[str, ...], best_recipe
     search_refs = [s.report_ja for s in load_manifest(data.search, data.search_limit)]
     heldout_refs = [s.report_ja for s in load_manifest(data.heldout, data.heldout_limit)]
     text, _ = heldout.best_blind_text(search_refs, cfg.scoring)
-    outputs["blind"] = heldout.blind_row(text, heldout_refs, cfg.scoring)
+    rows_done["blind"] = heldout.blind_row(text, heldout_refs, cfg.scoring)
 
     table_order = [
         "best",
@@ -212,14 +216,14 @@ def final_rows(cfg: Config, pool: ActorPool, names: tuple[str, ...], best_recipe
         "blind",
         "best_images_shuffled",
     ]
-    table = {k: heldout.row_metrics(outputs[k]["metrics"]) for k in table_order}
+    table = {k: heldout.row_metrics(rows_done[k].metrics) for k in table_order}
     per_finding = {
-        k: outputs[k]["per_finding"] for k in ["best", "blind", *(f"source/{n}" for n in names)]
+        k: rows_done[k].per_finding for k in ["best", "blind", *(f"source/{n}" for n in names)]
     }
-    ablation = {n: heldout.row_metrics(outputs[f"ablation/{n}"]["metrics"]) for n in names}
-    extra = {"blind_text": text}
+    ablation = {n: heldout.row_metrics(rows_done[f"ablation/{n}"].metrics) for n in names}
+    extra: dict[str, Any] = {"blind_text": text}
     if cfg.tracking.log_report_text:
-        extra["sample_reports"] = {k: outputs[k]["texts"][:5] for k in ("best", "uniform")}
+        extra["sample_reports"] = {k: (rows_done[k].texts or [])[:5] for k in ("best", "uniform")}
     return {"heldout": table, "heldout_per_finding": per_finding, "ablation": ablation, **extra}
 
 
