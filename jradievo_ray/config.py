@@ -153,9 +153,11 @@ class SearchConfig(Frozen):
     tournament_size: int = Field(default=3, ge=2, description="Tournament selection size.")
     elites: int = Field(default=2, ge=0, description="Best genomes copied unchanged each gen.")
     hall_of_fame: int = Field(default=5, ge=1, description="How many best genomes to keep.")
-    init: Literal["random", "random+uniform"] = Field(
-        default="random+uniform",
-        description="Initial population; +uniform seeds it with the equal-weight merge.",
+    init: Literal["random", "random+uniform", "random+sources"] = Field(
+        default="random+sources",
+        description="Initial population: random genomes; +uniform seeds it with the "
+        "equal-weight merge; +sources with that and each source alone too, so the search "
+        "starts from every source and never ends below the best of them on its own data.",
     )
     export_best: bool = Field(
         default=True,

@@ -178,6 +178,12 @@ class JRadiEvoSpace:
         raw = [0.0, *([1.0] * k), *([1.0 / k] * k), 1.0]
         return [_clip(x, b) for x, b in zip(raw, self.bounds, strict=True)]
 
+    def encode_source(self, name: str) -> list[float]:
+        """The genome closest to one source alone (row source/<name> of the held-out table)."""
+        k = len(self.names)
+        raw = [0.0, *([1.0] * k), *(float(n == name) for n in self.names), 1.0]
+        return [_clip(x, b) for x, b in zip(raw, self.bounds, strict=True)]
+
 
 @dataclass(frozen=True)
 class LayerGroupSpace:
@@ -234,15 +240,21 @@ class LayerGroupSpace:
             trim=self.config.trim,
         )
 
-    def encode_uniform(self) -> list[float]:
+    def _encode(self, weights: list[float]) -> list[float]:
         k = len(self.names)
-        raw = [0.0, *([*([1.0] * k), *([1.0 / k] * k)] * len(self.parts)), 1.0]
+        raw = [0.0, *([*([1.0] * k), *weights] * len(self.parts)), 1.0]
         return [_clip(x, b) for x, b in zip(raw, self.bounds, strict=True)]
+
+    def encode_uniform(self) -> list[float]:
+        return self._encode([1.0 / len(self.names)] * len(self.names))
+
+    def encode_source(self, name: str) -> list[float]:
+        return self._encode([float(n == name) for n in self.names])
 
 
 def make_space(names: list[str], config: MergeConfig):
     """The genome <-> recipe space the config chooses (all share size, bounds,
-    gene_names, decode, encode_uniform)."""
+    gene_names, decode, encode_uniform, encode_source)."""
     if config.space == "layer_groups":
         return LayerGroupSpace(names=tuple(names), config=config)
     if config.space == "method":

@@ -119,13 +119,28 @@ class MethodSpace:
             parameters={p: g[len(per) * k + i] for i, p in enumerate(shared)},
         )
 
-    def encode_uniform(self) -> list[float]:
-        """Equal weights summing to 1, density 1, lambda 1, t 0.5, others mid-range."""
+    def _encode(self, weights: list[float]) -> list[float]:
         per, shared = self._params
-        k = len(self.names)
-        start = {"weight": 1.0 / k, "density": 1.0, "lambda": 1.0, "t": 0.5}
+        start = {"density": 1.0, "lambda": 1.0, "t": 0.5}
         raw = []
-        for p in [*(q for q in per for _ in self.names), *shared]:
+        for p in per:
+            for w in weights:
+                b = self._bounds_of(p)
+                raw.append(
+                    min(
+                        max(w if p == "weight" else start.get(p, (b.low + b.high) / 2), b.low),
+                        b.high,
+                    )
+                )
+        for p in shared:
             b = self._bounds_of(p)
             raw.append(min(max(start.get(p, (b.low + b.high) / 2), b.low), b.high))
         return raw
+
+    def encode_uniform(self) -> list[float]:
+        """Equal weights summing to 1, density 1, lambda 1, t 0.5, others mid-range."""
+        return self._encode([1.0 / len(self.names)] * len(self.names))
+
+    def encode_source(self, name: str) -> list[float]:
+        """As encode_uniform, with weight 1 for `name` and 0 for the others."""
+        return self._encode([float(n == name) for n in self.names])

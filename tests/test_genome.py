@@ -69,3 +69,21 @@ def test_recipe_roundtrip_and_ablation():
     assert ab.sources["med"] == r.sources["med"] and r.sources["ja"].weight == 0.8
     with pytest.raises(KeyError):
         r.with_weight("nope", 0.0)
+
+
+def test_every_space_encodes_each_source_alone():
+    names = ["vlm", "ja", "med"]
+    for space in ("jradievo", "layer_groups"):
+        s = make_space(names, MergeConfig(space=space))
+        for name in names:
+            r = s.decode(s.encode_source(name))
+            assert r.drop_rate == 0.0 and r.scale == 1.0
+            for sources in (r.sources, *r.groups):
+                assert {n: x.weight for n, x in sources.items()} == {
+                    n: float(n == name) for n in names
+                }
+                assert all(x.density == 1.0 for x in sources.values())
+    ties = make_space(names, MergeConfig(space="method", method="ties"))
+    r = ties.decode(ties.encode_source("ja"))
+    assert {n: p["weight"] for n, p in r.sources.items()} == {"vlm": 0.0, "ja": 1.0, "med": 0.0}
+    assert all(p["density"] == 1.0 for p in r.sources.values())

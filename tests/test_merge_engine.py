@@ -7,7 +7,8 @@ import torch
 from mergekit_oracle import run_mergekit
 from safetensors.torch import load_file
 
-from jradievo_ray.genome import MergeRecipe, SourceRecipe
+from jradievo_ray.config import MergeConfig
+from jradievo_ray.genome import MergeRecipe, SourceRecipe, make_space, single_source_recipe
 from jradievo_ray.merge.checkpoint import MergeError
 from jradievo_ray.merge.engine import ResidentMerger
 from jradievo_ray.merge.random_models import (
@@ -181,3 +182,19 @@ def test_host_residency_streams_the_same_merge(zoo):
         targets = {n: torch.zeros_like(t) for n, t in want.items()}
         host.merge_into(recipe, targets, seed=4)
         assert all(torch.equal(targets[n], want[n]) for n in want)
+
+
+@pytest.mark.parametrize("space", ["jradievo", "layer_groups"])
+@pytest.mark.parametrize("name", ["vlm", "ja", "med"])
+def test_a_source_genome_merges_to_that_source_alone(zoo, space, name):
+    """search.init random+sources seeds the search with each source's genome: decoded (with
+    TIES sign election on, as the demo searches) it must merge to exactly the held-out
+    table's source/<name> row, the task vector of that source alone."""
+    _, merger = zoo
+    names = ["vlm", "ja", "med"]
+    genome_space = make_space(names, MergeConfig(space=space, sign_consensus=True))
+    from_genome = dict(merger.merged_tensors(genome_space.decode(genome_space.encode_source(name))))
+    alone = dict(merger.merged_tensors(single_source_recipe(names, name)))
+    assert from_genome.keys() == alone.keys()
+    for tensor in alone:
+        torch.testing.assert_close(from_genome[tensor], alone[tensor], rtol=0, atol=1e-6)

@@ -119,14 +119,18 @@ class SearchLoop:
         if self.on_generation:
             self.on_generation(row, st)
 
+    def _seed_genomes(self) -> list[list[float]]:
+        init = self.cfg.search.init
+        seeds = [] if init == "random" else [self.space.encode_uniform()]
+        if init == "random+sources":
+            seeds += [self.space.encode_source(n) for n in self.space.names]
+        return seeds
+
     def run(self) -> checkpoint.SearchState:
         st = self.state
         if st.gen < 0:
             t0 = time.perf_counter()
-            seeds = (
-                [self.space.encode_uniform()] if self.cfg.search.init == "random+uniform" else []
-            )
-            population = self.ga.initial_population(seeds)
+            population = self.ga.initial_population(self._seed_genomes())
             evaluated = self._evaluate(population, 0)
             self._finish_generation(0, population, evaluated, t0)
         else:
