@@ -1,7 +1,9 @@
 import random
 
+from deap import tools
+
 from jradievo_ray.config import Bounds, SearchConfig
-from jradievo_ray.search.ga import GeneticAlgorithm
+from jradievo_ray.search.ga import GeneticAlgorithm, individual, restore_hall_of_fame
 
 BOUNDS = [Bounds(low=0, high=0.9), *[Bounds(low=0.1, high=1)] * 3, Bounds(low=0, high=2)]
 
@@ -47,3 +49,18 @@ def test_initial_population_keeps_seeds_first():
     seed = [0.0, 1.0, 1.0, 1.0, 1.0]
     pop = ga.initial_population([seed])
     assert list(pop[0]) == seed and len(pop) == 4
+
+
+def test_a_restored_hall_of_fame_keeps_the_order_of_ties():
+    """A resumed search must pick the same best genome as the uninterrupted one, also among
+    genomes of equal fitness (the same source alone at two weights merges the same)."""
+    hof = tools.HallOfFame(5)
+    hof.update([individual([0.1], 7.0), individual([0.2], 9.0), individual([0.3], 9.0)])
+    hof.update([individual([0.4], 9.0), individual([0.5], 3.0)])
+    saved = [(list(ind), ind.fitness.values[0]) for ind in hof]
+    restored = tools.HallOfFame(5)
+    restore_hall_of_fame(restored, saved)
+    assert [(list(ind), ind.fitness.values[0]) for ind in restored] == saved
+    naive = tools.HallOfFame(5)
+    naive.update([individual(g, f) for g, f in saved])
+    assert [list(ind) for ind in naive] != [g for g, _ in saved]  # what the bug did

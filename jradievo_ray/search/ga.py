@@ -27,6 +27,14 @@ def individual(genes: list[float], fitness: float | None = None) -> Individual:
     return ind
 
 
+def restore_hall_of_fame(hof: tools.HallOfFame, saved: list[tuple[list[float], float]]) -> None:
+    """Refill an empty hall of fame with a checkpointed one, in its exact order. DEAP puts an
+    individual before those of equal fitness, so the saved list goes in from the end: merges
+    that tie (one source alone at any weight, under TIES) keep the order they had."""
+    for genes, fitness in reversed(saved):
+        hof.insert(individual(genes, fitness))
+
+
 class GeneticAlgorithm:
     """Selection, SBX crossover and polynomial mutation within per-gene bounds, with elites."""
 

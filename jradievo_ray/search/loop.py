@@ -18,7 +18,7 @@ from jradievo_ray.progress import format_eta
 from jradievo_ray.search import checkpoint
 from jradievo_ray.search.actors import ActorPool
 from jradievo_ray.search.evaluation import Failure, GenomeTask, Outcome, Task
-from jradievo_ray.search.ga import GeneticAlgorithm, individual
+from jradievo_ray.search.ga import GeneticAlgorithm, individual, restore_hall_of_fame
 
 WORST_FITNESS = 0.0  # fitness is on 0-100; a failed genome gets the bottom of the scale
 
@@ -59,7 +59,7 @@ class SearchLoop:
             self.rng.setstate(state.rng_state)
         self.ga = GeneticAlgorithm(self.space.bounds, cfg.search, self.rng)
         self.hof = tools.HallOfFame(cfg.search.hall_of_fame)
-        self.hof.update([individual(g, f) for g, f in state.hall_of_fame])
+        restore_hall_of_fame(self.hof, state.hall_of_fame)
 
     def _evaluate(self, population: list, gen: int) -> int:
         """Set every individual's fitness; returns how many genomes were really evaluated."""
