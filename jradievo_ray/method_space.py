@@ -22,6 +22,9 @@ DEFAULT_BOUNDS = {
 }
 
 
+_STARTS = {"density": 1.0, "lambda": 1.0, "t": 0.5}  # seed genomes' non-weight values
+
+
 @dataclass(frozen=True)
 class MethodRecipe:
     """One registered method with per-source and shared parameter values."""
@@ -119,23 +122,18 @@ class MethodSpace:
             parameters={p: g[len(per) * k + i] for i, p in enumerate(shared)},
         )
 
+    def _start(self, param: str, weight: float) -> float:
+        """A seed genome's value: `weight` for weights, density 1, lambda 1, t 0.5, else
+        mid-range; within bounds."""
+        b = self._bounds_of(param)
+        value = weight if param == "weight" else _STARTS.get(param, (b.low + b.high) / 2)
+        return min(max(value, b.low), b.high)
+
     def _encode(self, weights: list[float]) -> list[float]:
         per, shared = self._params
-        start = {"density": 1.0, "lambda": 1.0, "t": 0.5}
-        raw = []
-        for p in per:
-            for w in weights:
-                b = self._bounds_of(p)
-                raw.append(
-                    min(
-                        max(w if p == "weight" else start.get(p, (b.low + b.high) / 2), b.low),
-                        b.high,
-                    )
-                )
-        for p in shared:
-            b = self._bounds_of(p)
-            raw.append(min(max(start.get(p, (b.low + b.high) / 2), b.low), b.high))
-        return raw
+        return [self._start(p, w) for p in per for w in weights] + [
+            self._start(p, 0.0) for p in shared
+        ]
 
     def encode_uniform(self) -> list[float]:
         """Equal weights summing to 1, density 1, lambda 1, t 0.5, others mid-range."""

@@ -36,10 +36,9 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.resume)
         finished = runfolder.finished_result(out)
         if finished is not None:  # before the config is prepared: that may build the zoo
-            from jradievo_ray.search.run import report
+            from jradievo_ray.search.run import report_finished
 
-            print(f"{out}: the search is finished; nothing to resume")
-            report(finished, out, print)
+            report_finished(finished, out, print)
             return 0
         config_path = args.config or out / runfolder.CONFIG
         if not args.config and not Path(config_path).is_file():

@@ -67,6 +67,12 @@ def fitness_figure(generations: list[dict[str, Any]]):
     return fig
 
 
+def report_finished(result: dict[str, Any], out_dir: Path, log: Callable[[str], None]) -> None:
+    """What `--resume` says of a run that is already finished."""
+    log(f"{out_dir}: the search is finished; nothing to resume")
+    report(result, out_dir, log)
+
+
 def report(result: dict[str, Any], out_dir: Path, log: Callable[[str], None]) -> None:
     if "heldout" in result:
         log("\nheld-out results (0-100):\n" + heldout.format_table(result["heldout"]))
@@ -95,8 +101,7 @@ def run_search(
     out_dir.mkdir(parents=True, exist_ok=True)
     finished = runfolder.finished_result(out_dir)
     if resume and finished is not None:
-        log(f"{out_dir}: the search is finished; nothing to resume")
-        report(finished, out_dir, log)
+        report_finished(finished, out_dir, log)
         return finished
     state = checkpoint.load(out_dir) if resume else None
     if not resume and (finished is not None or (out_dir / runfolder.CHECKPOINT).exists()):
