@@ -38,10 +38,11 @@ from safetensors.torch import load_file, save_file
 
 from jradievo_ray.config import MergeConfig, ScoringConfig
 from jradievo_ray.data.manifest import load_manifest
-from jradievo_ray.genome import MergeRecipe, make_space
 from jradievo_ray.inference.base import GenerationRequest
 from jradievo_ray.merge.engine import ResidentMerger
+from jradievo_ray.merge.recipe import MergeRecipe
 from jradievo_ray.scoring.fitness import score_reports
+from jradievo_ray.search.space import make_space
 
 PHASES = ("merge", "load", "generate", "score")
 

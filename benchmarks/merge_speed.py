@@ -30,9 +30,9 @@ import torch
 from machine import cpu_model
 from safetensors.torch import load_file
 
-from jradievo_ray.genome import MergeRecipe, SourceRecipe
 from jradievo_ray.merge.engine import ResidentMerger
 from jradievo_ray.merge.random_models import llama_config, save_finetune, save_random_llama
+from jradievo_ray.merge.recipe import MergeRecipe, SourceRecipe
 
 SOURCES = ["vlm", "ja", "bio", "med"]
 SHAPE = dict(hidden=4096, intermediate=14336, heads=32, kv_heads=8)

@@ -17,7 +17,12 @@ from pathlib import Path
 import torch
 
 from jradievo_ray.config import load_config
-from jradievo_ray.genome import MergeRecipe, SourceRecipe, single_source_recipe, uniform_recipe
+from jradievo_ray.merge.recipe import (
+    MergeRecipe,
+    SourceRecipe,
+    single_source_recipe,
+    uniform_recipe,
+)
 from jradievo_ray.scoring.fitness import score_reports
 from jradievo_ray.search.evaluator import GenomeEvaluator
 from jradievo_ray.zoo import zoo_overrides

@@ -8,7 +8,7 @@ import pytest
 
 from jradievo_ray.config import ScoringConfig, load_config
 from jradievo_ray.data.synthetic import write_dataset
-from jradievo_ray.genome import uniform_recipe
+from jradievo_ray.merge.recipe import uniform_recipe
 from jradievo_ray.scoring.fitness import score_reports
 from jradievo_ray.search import heldout
 from jradievo_ray.search.evaluation import STAGES

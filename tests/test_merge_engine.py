@@ -8,7 +8,6 @@ from mergekit_oracle import run_mergekit
 from safetensors.torch import load_file
 
 from jradievo_ray.config import MergeConfig
-from jradievo_ray.genome import MergeRecipe, SourceRecipe, make_space, single_source_recipe
 from jradievo_ray.merge.checkpoint import MergeError
 from jradievo_ray.merge.engine import ResidentMerger
 from jradievo_ray.merge.random_models import (
@@ -17,6 +16,8 @@ from jradievo_ray.merge.random_models import (
     save_merge_sources,
     save_random_llama,
 )
+from jradievo_ray.merge.recipe import MergeRecipe, SourceRecipe, single_source_recipe
+from jradievo_ray.search.space import make_space
 
 CFG = llama_config(hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, vocab=96)
 NAMES = set(llama_shapes(CFG))

@@ -13,10 +13,10 @@ from safetensors import safe_open
 
 from jradievo_ray.cli import main
 from jradievo_ray.config import MergeConfig
-from jradievo_ray.genome import MergeRecipe, SourceRecipe, make_space
 from jradievo_ray.merge.engine import ResidentMerger
 from jradievo_ray.merge.random_models import llama_config, llama_shapes, save_merge_sources
-from jradievo_ray.method_space import MethodRecipe
+from jradievo_ray.merge.recipe import MergeRecipe, MethodRecipe, SourceRecipe
+from jradievo_ray.search.space import make_space
 
 CFG = llama_config(hidden=64, intermediate=128, layers=4, heads=4, kv_heads=2, vocab=96)
 NAMES = set(llama_shapes(CFG))

@@ -5,8 +5,14 @@ from __future__ import annotations
 import pytest
 
 from jradievo_ray.config import Bounds, MergeConfig
-from jradievo_ray.genome import MergeRecipe, SourceRecipe, group_index, make_space
-from jradievo_ray.method_space import MethodRecipe, recipe_from_dict
+from jradievo_ray.merge.recipe import (
+    MergeRecipe,
+    MethodRecipe,
+    SourceRecipe,
+    group_index,
+    recipe_from_dict,
+)
+from jradievo_ray.search.space import make_space
 
 NAMES = ["vlm", "ja"]
 

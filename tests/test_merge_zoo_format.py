@@ -8,8 +8,8 @@ import torch
 import yaml
 
 from jradievo_ray.cli import main
-from jradievo_ray.genome import MergeRecipe, SourceRecipe
 from jradievo_ray.merge.engine import ResidentMerger
+from jradievo_ray.merge.recipe import MergeRecipe, SourceRecipe
 
 SHAPE = dict(hidden=64, layers=2, heads=2, head_dim=32, intermediate=128, vision_layers=1)
 

@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from jradievo_ray.config import load_config
     from jradievo_ray.merge.export import export_recipe
-    from jradievo_ray.method_space import recipe_from_dict
+    from jradievo_ray.merge.recipe import recipe_from_dict
     from jradievo_ray.search.prepare import prepare
 
     run_dir = Path(args.result_dir)

@@ -31,14 +31,13 @@ from typing import Literal
 
 import torch
 
-from jradievo_ray.genome import MergeRecipe
 from jradievo_ray.merge import fused, ops
 from jradievo_ray.merge.checkpoint import Checkpoint, MergeError
 from jradievo_ray.merge.magnitudes import MagnitudeHistogram
 from jradievo_ray.merge.methods import Base, Inputs, get_method
 from jradievo_ray.merge.namemap import get_name_map, pair_tensors
 from jradievo_ray.merge.params import layer_index
-from jradievo_ray.method_space import MethodRecipe
+from jradievo_ray.merge.recipe import MergeRecipe, MethodRecipe, Recipe
 
 Residency = Literal["auto", "device", "host"]
 DEVICE_FRACTION = 0.8
@@ -174,7 +173,7 @@ class ResidentMerger:
             for name, shape in self.language_shapes().items()
         }
 
-    def _check(self, recipe: MergeRecipe | MethodRecipe) -> None:
+    def _check(self, recipe: Recipe) -> None:
         unknown = sorted(set(recipe.sources) - set(self.source_names))
         if unknown:
             raise MergeError(f"recipe names unknown sources: {', '.join(unknown)}")
@@ -228,7 +227,7 @@ class ResidentMerger:
         t: _Resident,
         base: torch.Tensor,
         deltas: torch.Tensor,
-        recipe: MergeRecipe | MethodRecipe,
+        recipe: Recipe,
         seed: int,
         out: torch.Tensor,
     ) -> None:
@@ -296,9 +295,7 @@ class ResidentMerger:
         except ValueError as exc:
             raise MergeError(f"{method.name} on {t.lm_name}: {exc}") from None
 
-    def merge_into(
-        self, recipe: MergeRecipe | MethodRecipe, targets: dict[str, torch.Tensor], seed: int = 0
-    ) -> None:
+    def merge_into(self, recipe: Recipe, targets: dict[str, torch.Tensor], seed: int = 0) -> None:
         """Write the merged language tensors in place into `targets` (VLM names; other
         entries such as the vision tower are left alone)."""
         self._check(recipe)
@@ -333,7 +330,7 @@ class ResidentMerger:
                     target[t.shape[0] :].copy_(t.extra)
 
     def merged_tensors(
-        self, recipe: MergeRecipe | MethodRecipe, seed: int = 0, stored_names: bool = False
+        self, recipe: Recipe, seed: int = 0, stored_names: bool = False
     ) -> Iterator[tuple[str, torch.Tensor]]:
         """(VLM name, new merged tensor) pairs, for backends that copy weights. Names are
         the canonical (state-dict) ones, or as stored in the VLM's checkpoint."""

@@ -18,11 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jradievo_ray.genome import MergeRecipe, SourceRecipe
 from jradievo_ray.merge.checkpoint import Checkpoint
 from jradievo_ray.merge.engine import ResidentMerger
 from jradievo_ray.merge.folder import ShardWriter, copy_side_files, write_atomically
-from jradievo_ray.method_space import MethodRecipe
+from jradievo_ray.merge.recipe import MergeRecipe, MethodRecipe, Recipe, SourceRecipe
 
 _PARTS = {
     "attn": ("self_attn.", "input_layernorm."),
@@ -51,7 +50,7 @@ def _setting(recipe: MergeRecipe, name: str, field: str, num_layers: int) -> Any
 
 
 def recipe_to_mergekit(
-    recipe: MergeRecipe | MethodRecipe,
+    recipe: Recipe,
     base: str,
     models: dict[str, str],
     num_layers: int,

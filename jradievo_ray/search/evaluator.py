@@ -13,12 +13,13 @@ from typing import Any
 
 from jradievo_ray.config import Config
 from jradievo_ray.data.manifest import Study, load_manifest
-from jradievo_ray.genome import MergeRecipe, make_space
 from jradievo_ray.inference.base import GenerationRequest, Generator
 from jradievo_ray.inference.factory import DTYPES, build_generator, resolve_device
+from jradievo_ray.merge.recipe import Recipe
 from jradievo_ray.scoring.fitness import per_finding_f1, score_reports
 from jradievo_ray.search.evaluation import Evaluation
 from jradievo_ray.search.prepare import localize
+from jradievo_ray.search.space import make_space
 
 
 def make_merger(cfg: Config, device: str):
@@ -78,7 +79,7 @@ class GenomeEvaluator:
         if cfg.data.heldout:
             self.splits["heldout"] = load_manifest(cfg.data.heldout, limit=cfg.data.heldout_limit)
 
-    def _load(self, recipe: MergeRecipe) -> dict[str, float]:
+    def _load(self, recipe: Recipe) -> dict[str, float]:
         """Merge `recipe` into the generator; seconds of the merge and of the weight load."""
         seed = self.cfg.merge.seed
         t0 = time.perf_counter()
@@ -94,7 +95,7 @@ class GenomeEvaluator:
 
     def evaluate_recipe(
         self,
-        recipe: MergeRecipe,
+        recipe: Recipe,
         split: str = "search",
         shuffle_seed: int | None = None,
         details: bool = True,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from jradievo_ray.config import ScoringConfig
-from jradievo_ray.genome import MergeRecipe, single_source_recipe, uniform_recipe
+from jradievo_ray.merge.recipe import Recipe, single_source_recipe, uniform_recipe
 from jradievo_ray.scoring.fitness import per_finding_f1, score_reports
 from jradievo_ray.search.evaluation import Evaluation
 
@@ -41,9 +41,9 @@ def blind_row(text: str, heldout_refs: list[str], cfg: ScoringConfig) -> Evaluat
     )
 
 
-def recipe_rows(names: list[str], best: MergeRecipe) -> dict[str, tuple[MergeRecipe, int | None]]:
+def recipe_rows(names: list[str], best: Recipe) -> dict[str, tuple[Recipe, int | None]]:
     """Every row that needs a merge + generation: name -> (recipe, image shuffle seed)."""
-    rows: dict[str, tuple[MergeRecipe, int | None]] = {
+    rows: dict[str, tuple[Recipe, int | None]] = {
         "best": (best, None),
         "uniform": (uniform_recipe(names), None),
         "best_images_shuffled": (best, SHUFFLE_SEED),

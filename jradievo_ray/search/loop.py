@@ -13,12 +13,12 @@ from deap import tools
 
 from jradievo_ray import faults
 from jradievo_ray.config import Config
-from jradievo_ray.genome import make_space
 from jradievo_ray.progress import format_eta
 from jradievo_ray.search import checkpoint
 from jradievo_ray.search.actors import ActorPool
 from jradievo_ray.search.evaluation import Failure, GenomeTask, Outcome, Task
 from jradievo_ray.search.ga import GeneticAlgorithm, individual, restore_hall_of_fame
+from jradievo_ray.search.space import make_space
 
 WORST_FITNESS = 0.0  # fitness is on 0-100; a failed genome gets the bottom of the scale
 

@@ -1,12 +1,8 @@
 import pytest
 
 from jradievo_ray.config import Bounds, MergeConfig
-from jradievo_ray.genome import (
-    MergeRecipe,
-    make_space,
-    single_source_recipe,
-    uniform_recipe,
-)
+from jradievo_ray.merge.recipe import MergeRecipe, single_source_recipe, uniform_recipe
+from jradievo_ray.search.space import make_space
 
 NAMES = ["vlm", "ja", "med"]
 

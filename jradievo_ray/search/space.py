@@ -1,4 +1,4 @@
-"""Merge space: flat float genome <-> MergeRecipe. Pure; the only place bounds live.
+"""Genome spaces: a flat float genome <-> a merge recipe. Pure; the only place bounds live.
 
 JRadiEvo genome for k merge sources (the VLM first, then the text LMs):
     [drop_rate, density_1 .. density_k, weight_1 .. weight_k, scale]
@@ -7,122 +7,60 @@ merged = base + scale * merge_i(weight_i * trim(dare(source_i - base, drop_rate)
 Layer-group genome (space "layer_groups"): the same, with a density and a weight per source
 for each of `groups` contiguous layer groups (optionally separate for attention and MLP),
 plus one set for the tensors outside the layers (embeddings, final norm, lm_head).
-The generic space (space "method", any registered merge method) lives in method_space.py.
+
+Method genome (space "method", any registered merge method): for each per-model numeric
+parameter of the method (weight, density, epsilon, gamma ...), one gene per source; then
+one gene per shared numeric parameter (lambda, t). Boolean parameters keep their mergekit
+defaults.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import asdict, dataclass, replace
-from typing import Literal
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Protocol
 
 from jradievo_ray.config import Bounds, MergeConfig
+from jradievo_ray.merge.methods import Base, get_method
+from jradievo_ray.merge.recipe import MergeRecipe, MethodRecipe, Recipe, SourceRecipe
 
 
-@dataclass(frozen=True)
-class SourceRecipe:
-    weight: float
-    density: float = 1.0
-
-
-_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
-_ATTENTION = ("self_attn.", "input_layernorm.")
-
-
-def group_index(lm_name: str, num_layers: int, groups: int, split_attn_mlp: bool) -> int | None:
-    """Which layer group (and part) an LM tensor belongs to; None outside the layers.
-    Group g holds the layers i with i * groups // num_layers == g (contiguous)."""
-    m = _LAYER.search(lm_name)
-    if m is None:
-        return None
-    g = int(m.group(1)) * groups // num_layers
-    if not split_attn_mlp:
-        return g
-    return 2 * g + (0 if any(part in lm_name for part in _ATTENTION) else 1)
-
-
-def _sources_dict(sources: dict[str, SourceRecipe]) -> dict:
-    return {name: asdict(s) for name, s in sources.items()}
-
-
-def _sources_from(d: dict) -> dict[str, SourceRecipe]:
-    return {n: SourceRecipe(**s) for n, s in d.items()}
-
-
-@dataclass(frozen=True)
-class MergeRecipe:
-    """What the merge engine needs, nothing DEAP-specific.
-
-    `sources` applies to every tensor unless `groups` is set; then `groups[i]` applies to
-    the layers of group i (see group_index) and `sources` to the tensors outside them.
-    `trim`: TIES trim per tensor, or one magnitude threshold per source over the model.
-    """
-
-    sources: dict[str, SourceRecipe]
-    drop_rate: float = 0.0
-    scale: float = 1.0
-    sign_consensus: bool = False
-    groups: tuple[dict[str, SourceRecipe], ...] = ()
-    split_attn_mlp: bool = False
-    trim: Literal["tensor", "global"] = "tensor"
-
-    def to_dict(self) -> dict:
-        d = {
-            "drop_rate": self.drop_rate,
-            "scale": self.scale,
-            "sign_consensus": self.sign_consensus,
-            "sources": _sources_dict(self.sources),
-        }
-        if self.groups:
-            d["groups"] = [_sources_dict(g) for g in self.groups]
-            d["split_attn_mlp"] = self.split_attn_mlp
-        if self.trim != "tensor":
-            d["trim"] = self.trim
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> MergeRecipe:
-        return cls(
-            sources=_sources_from(d["sources"]),
-            drop_rate=d.get("drop_rate", 0.0),
-            scale=d.get("scale", 1.0),
-            sign_consensus=d.get("sign_consensus", False),
-            groups=tuple(_sources_from(g) for g in d.get("groups", ())),
-            split_attn_mlp=d.get("split_attn_mlp", False),
-            trim=d.get("trim", "tensor"),
-        )
-
-    def with_weight(self, name: str, weight: float) -> MergeRecipe:
-        """The same recipe with one source's weight replaced everywhere (for ablations)."""
-        if name not in self.sources:
-            raise KeyError(f"no source {name!r} in recipe")
-
-        def swap(sources: dict[str, SourceRecipe]) -> dict[str, SourceRecipe]:
-            return {**sources, name: replace(sources[name], weight=weight)}
-
-        return replace(self, sources=swap(self.sources), groups=tuple(swap(g) for g in self.groups))
-
-    def sources_for(self, lm_name: str, num_layers: int) -> dict[str, SourceRecipe]:
-        """The per-source recipe of one LM tensor."""
-        if not self.groups:
-            return self.sources
-        parts = 2 if self.split_attn_mlp else 1
-        g = group_index(lm_name, num_layers, len(self.groups) // parts, self.split_attn_mlp)
-        return self.sources if g is None else self.groups[g]
+class Space(Protocol):
+    """A genome space: genome length, per-gene bounds and names, and the two seeds."""
 
     @property
-    def is_deterministic(self) -> bool:
-        return self.drop_rate == 0.0
+    def size(self) -> int: ...
+
+    @property
+    def bounds(self) -> list[Bounds]: ...
+
+    @property
+    def gene_names(self) -> list[str]: ...
+
+    def decode(self, genome: list[float]) -> Recipe:
+        """The recipe of a genome, each gene clipped to its bounds."""
+        ...
+
+    def encode_uniform(self) -> list[float]:
+        """The genome closest to the plain average of the sources."""
+        ...
+
+    def encode_source(self, name: str) -> list[float]:
+        """The genome closest to one source alone."""
+        ...
 
 
-def uniform_recipe(names: list[str]) -> MergeRecipe:
-    """Plain average of all sources: equal weights summing to 1, no dropping or trimming."""
-    return MergeRecipe(sources={n: SourceRecipe(weight=1.0 / len(names)) for n in names})
+DEFAULT_BOUNDS = {
+    "weight": Bounds(low=0.0, high=1.0),
+    "density": Bounds(low=0.1, high=1.0),
+    "lambda": Bounds(low=0.0, high=2.0),
+    "t": Bounds(low=0.0, high=1.0),
+    "epsilon": Bounds(low=0.01, high=0.09),  # DELLA needs density +/- epsilon in (0, 1)
+    "gamma": Bounds(low=0.0, high=0.1),
+}
 
 
-def single_source_recipe(names: list[str], keep: str) -> MergeRecipe:
-    """Exactly one source's weights (the VLM with that LM's language weights)."""
-    return MergeRecipe(sources={n: SourceRecipe(weight=float(n == keep)) for n in names})
+_STARTS = {"density": 1.0, "lambda": 1.0, "t": 0.5}  # seed genomes' non-weight values
 
 
 def _clip(x: float, b: Bounds) -> float:
@@ -252,13 +190,89 @@ class LayerGroupSpace:
         return self._encode([float(n == name) for n in self.names])
 
 
-def make_space(names: list[str], config: MergeConfig):
-    """The genome <-> recipe space the config chooses (all share size, bounds,
-    gene_names, decode, encode_uniform, encode_source)."""
+@dataclass(frozen=True)
+class MethodSpace:
+    """Any registered merge method's numeric parameters: per source, then shared."""
+
+    names: tuple[str, ...]
+    config: MergeConfig
+
+    @cached_property
+    def _params(self) -> tuple[list[str], list[str]]:
+        method = get_method(self.config.method)
+        k = len(self.names)
+        if k < method.min_models or (method.max_models is not None and k > method.max_models):
+            raise ValueError(f"merge method {method.name} cannot merge {k} sources")
+        if method.base == Base.IGNORED and k < 1:
+            raise ValueError("no sources to merge")
+        numeric = [p for p in method.params if p.kind is float]
+        for p in numeric:
+            if p.name not in self.config.method_bounds and p.name not in DEFAULT_BOUNDS:
+                raise ValueError(f"merge.method_bounds.{p.name}: needed for method {method.name}")
+        return [p.name for p in numeric if p.per_model], [
+            p.name for p in numeric if not p.per_model
+        ]
+
+    def _bounds_of(self, name: str) -> Bounds:
+        return self.config.method_bounds.get(name) or DEFAULT_BOUNDS[name]
+
+    @property
+    def size(self) -> int:
+        per, shared = self._params
+        return len(per) * len(self.names) + len(shared)
+
+    @property
+    def bounds(self) -> list[Bounds]:
+        per, shared = self._params
+        out = [self._bounds_of(p) for p in per for _ in self.names]
+        return out + [self._bounds_of(p) for p in shared]
+
+    @property
+    def gene_names(self) -> list[str]:
+        per, shared = self._params
+        return [f"{p}/{n}" for p in per for n in self.names] + list(shared)
+
+    def decode(self, genome: list[float]) -> MethodRecipe:
+        if len(genome) != self.size:
+            raise ValueError(f"genome has {len(genome)} genes, space expects {self.size}")
+        g = [min(max(float(x), b.low), b.high) for x, b in zip(genome, self.bounds, strict=True)]
+        per, shared = self._params
+        k = len(self.names)
+        sources = {
+            n: {p: g[i * k + j] for i, p in enumerate(per)} for j, n in enumerate(self.names)
+        }
+        return MethodRecipe(
+            method=self.config.method,
+            sources=sources,
+            parameters={p: g[len(per) * k + i] for i, p in enumerate(shared)},
+        )
+
+    def _start(self, param: str, weight: float) -> float:
+        """A seed genome's value: `weight` for weights, density 1, lambda 1, t 0.5, else
+        mid-range; within bounds."""
+        b = self._bounds_of(param)
+        value = weight if param == "weight" else _STARTS.get(param, (b.low + b.high) / 2)
+        return min(max(value, b.low), b.high)
+
+    def _encode(self, weights: list[float]) -> list[float]:
+        per, shared = self._params
+        return [self._start(p, w) for p in per for w in weights] + [
+            self._start(p, 0.0) for p in shared
+        ]
+
+    def encode_uniform(self) -> list[float]:
+        """Equal weights summing to 1, density 1, lambda 1, t 0.5, others mid-range."""
+        return self._encode([1.0 / len(self.names)] * len(self.names))
+
+    def encode_source(self, name: str) -> list[float]:
+        """As encode_uniform, with weight 1 for `name` and 0 for the others."""
+        return self._encode([float(n == name) for n in self.names])
+
+
+def make_space(names: list[str], config: MergeConfig) -> Space:
+    """The genome <-> recipe space the config chooses."""
     if config.space == "layer_groups":
         return LayerGroupSpace(names=tuple(names), config=config)
     if config.space == "method":
-        from jradievo_ray.method_space import MethodSpace
-
         return MethodSpace(names=tuple(names), config=config)
     return JRadiEvoSpace(names=tuple(names), config=config)
