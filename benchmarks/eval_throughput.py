@@ -61,8 +61,8 @@ def recipes(names: list[str], n: int, seed: int) -> list[MergeRecipe]:
 
 def save_merged(vlm: Path, named, out: Path) -> None:
     """A complete VLM folder with the merged language tensors (the folder's own names)."""
+    from jradievo_ray.hf.naming import get_name_map
     from jradievo_ray.inference.vllm_backend import plan_reload
-    from jradievo_ray.merge.namemap import get_name_map
 
     tensors = load_file(str(vlm / "model.safetensors"))
     items = list(named)

@@ -30,7 +30,7 @@ import torch
 from machine import cpu_model
 from safetensors.torch import load_file
 
-from jradievo_ray.merge.namemap import get_name_map
+from jradievo_ray.hf.naming import get_name_map
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from zoo_builders import build_random_llava  # noqa: E402 - the tests' model builder

@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from jradievo_ray.errors import UserError
 
+# dtypes by the names configs use (torch dtypes in hf/folder.py DTYPES)
+DType = Literal["float32", "float16", "bfloat16"]
+
 DEMO_CONFIG = Path(__file__).resolve().parent / "demo.yaml"
 ZOO_PREFIX = "zoo:"  # a path inside the built-in demo zoo
 
@@ -47,7 +50,7 @@ class ModelsConfig(Frozen):
         description="Where task vectors live: on the device, or in pinned host memory "
         "streamed to it per tensor; auto = device if they fit in 80% of its free memory.",
     )
-    dtype: Literal["float32", "float16", "bfloat16"] = Field(
+    dtype: DType = Field(
         default="float32", description="dtype of resident sources and the merged model."
     )
     merge_kernels: Literal["auto", "compiled", "eager"] = Field(

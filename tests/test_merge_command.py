@@ -12,7 +12,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from jradievo_ray.cli import main
-from jradievo_ray.merge.checkpoint import with_text_defaults
+from jradievo_ray.hf.folder import with_text_defaults
 from jradievo_ray.merge.random_models import (
     llama_config,
     llama_shapes,

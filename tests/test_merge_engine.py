@@ -8,7 +8,7 @@ from mergekit_oracle import run_mergekit
 from safetensors.torch import load_file
 
 from jradievo_ray.config import MergeConfig
-from jradievo_ray.merge.checkpoint import MergeError
+from jradievo_ray.errors import MergeError, ModelError
 from jradievo_ray.merge.engine import ResidentMerger
 from jradievo_ray.merge.random_models import (
     llama_config,
@@ -163,7 +163,7 @@ def test_unknown_source_in_recipe(zoo):
 def test_mismatched_lm_fails_naming_tensor(zoo, tmp_path):
     paths, _ = zoo
     wide = save_random_llama(tmp_path / "wide", llama_config(intermediate=256, vocab=96))
-    with pytest.raises(MergeError, match=r"mlp\.(gate|up|down)_proj\.weight"):
+    with pytest.raises(ModelError, match=r"mlp\.(gate|up|down)_proj\.weight"):
         ResidentMerger(str(paths["base"]), "vlm", str(paths["llava"]), {"ja": str(wide)})
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from jradievo_ray.errors import MergeError
 from jradievo_ray.merge import fused, ops
-from jradievo_ray.merge.checkpoint import MergeError
 from jradievo_ray.merge.engine import ResidentMerger
 from jradievo_ray.merge.random_models import llama_config, save_merge_sources
 from jradievo_ray.merge.recipe import MergeRecipe, SourceRecipe

@@ -19,7 +19,8 @@ from zoo_builders import build_random_llava, small_tokenizer
 
 from jradievo_ray.data.manifest import load_manifest
 from jradievo_ray.data.synthetic import write_split
-from jradievo_ray.errors import UserError
+from jradievo_ray.errors import ModelError, UserError
+from jradievo_ray.hf.naming import get_name_map
 from jradievo_ray.inference.base import GenerationRequest
 from jradievo_ray.inference.vllm_backend import (
     check_cpu_head_dim,
@@ -29,8 +30,6 @@ from jradievo_ray.inference.vllm_backend import (
     text_head_dim,
     vision_renames,
 )
-from jradievo_ray.merge.checkpoint import MergeError
-from jradievo_ray.merge.namemap import get_name_map
 from jradievo_ray.zoo.corpus import PROMPT_JA
 
 MAX_NEW = 12
@@ -68,7 +67,7 @@ def test_plan_reload_maps_canonical_names_to_the_folder_form():
     ],
 )
 def test_plan_reload_rejects_bad_sets(incoming, message):
-    with pytest.raises(MergeError, match=message.replace("[", r"\[")):
+    with pytest.raises(ModelError, match=message.replace("[", r"\[")):
         plan_reload(incoming, FOLDER, LLAVA)
 
 
@@ -303,11 +302,11 @@ def test_rejected_weights_leave_the_engine_working(folders, vllm_gen):
     engine = vllm_gen(a)
     before = engine.generate(reqs)
     good = _language(a)
-    with pytest.raises(MergeError, match="not a language"):
+    with pytest.raises(ModelError, match="not a language"):
         engine.load_weights([*good.items(), ("model.vision_tower.x", torch.zeros(1))])
     partial = dict(good)
     partial.pop("lm_head.weight")
-    with pytest.raises(MergeError, match="no tensor for"):
+    with pytest.raises(ModelError, match="no tensor for"):
         engine.load_weights(partial.items())
     assert engine.generate(reqs) == before
 

@@ -26,7 +26,8 @@ import torch
 from shared_reader import read_shared
 from test_vllm_backend import _language, folders, vllm_gen  # noqa: F401 (fixtures)
 
-from jradievo_ray.errors import UserError
+from jradievo_ray.errors import ModelError, UserError
+from jradievo_ray.hf.naming import get_name_map
 from jradievo_ray.inference.vllm_backend import cpu_thread_binding, in_place_prefix
 from jradievo_ray.inference.vllm_shards import (
     LlamaTp,
@@ -34,8 +35,6 @@ from jradievo_ray.inference.vllm_shards import (
     shard_write,
     share,
 )
-from jradievo_ray.merge.checkpoint import MergeError
-from jradievo_ray.merge.namemap import get_name_map
 
 LLAVA = get_name_map("llava")
 PREFIX = "language_model."
@@ -178,7 +177,7 @@ def test_fused_targets_and_kv_replication():
     ],
 )
 def test_tensors_vllm_has_no_place_for_are_refused(name, shape, tp, size, message):
-    with pytest.raises(MergeError, match=message):
+    with pytest.raises(ModelError, match=message):
         shard_write(name, shape, tp, 0, size)
 
 

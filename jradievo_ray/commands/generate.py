@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 from jradievo_ray.config import InferenceConfig
+from jradievo_ray.hf.folder import DTYPES
 from jradievo_ray.inference.factory import (
     BACKENDS,
-    DTYPES,
     build_generator,
     check_model_folder,
     check_settings,

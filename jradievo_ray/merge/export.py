@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jradievo_ray.merge.checkpoint import Checkpoint
+from jradievo_ray.hf.folder import ModelFolder
 from jradievo_ray.merge.engine import ResidentMerger
 from jradievo_ray.merge.folder import ShardWriter, copy_side_files, write_atomically
 from jradievo_ray.merge.recipe import MergeRecipe, MethodRecipe, Recipe, SourceRecipe
@@ -110,7 +110,7 @@ def recipe_to_mergekit(
 
 def write_merged_vlm(merger: ResidentMerger, vlm_path: str, recipe, seed: int, out: Path) -> Path:
     """The VLM folder with its language tower replaced by the merge (atomically)."""
-    vlm = Checkpoint(vlm_path)
+    vlm = ModelFolder(vlm_path)
 
     def fill(tmp: Path) -> None:
         merged = dict(merger.merged_tensors(recipe, seed=seed, stored_names=True))

@@ -19,14 +19,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from jradievo_ray.errors import MergeError, ModelError
+from jradievo_ray.hf.folder import DTYPES, ModelFolder, with_text_defaults
+from jradievo_ray.hf.naming import TensorPair, get_name_map, pair_tensors, vlm_preset
 from jradievo_ray.merge import ops
-from jradievo_ray.merge.checkpoint import Checkpoint, MergeError, with_text_defaults
 from jradievo_ray.merge.mergekit_config import MergekitConfig
 from jradievo_ray.merge.methods import Base, Inputs, Method, get_method
-from jradievo_ray.merge.namemap import TensorPair, get_name_map, pair_tensors, vlm_preset
 from jradievo_ray.merge.params import layer_t, resolve
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 WEIGHT_FILES = (".safetensors", ".bin", ".pt", ".pth", ".safetensors.index.json", ".bin.index.json")
 SHARD_BYTES = 2 * 1024**3
 
@@ -34,11 +34,11 @@ SHARD_BYTES = 2 * 1024**3
 @dataclass
 class _Input:
     where: str  # e.g. "models.1" (for error messages and parameter scopes)
-    ckpt: Checkpoint
+    ckpt: ModelFolder
     params: dict | None
 
 
-def _is_vlm(ckpt: Checkpoint) -> bool:
+def _is_vlm(ckpt: ModelFolder) -> bool:
     return vlm_preset(ckpt.config) is not None or "vision_config" in ckpt.config
 
 
@@ -116,14 +116,14 @@ class FolderMerge:
     def __init__(self, cfg: MergekitConfig, source: str = "config"):
         self.cfg = cfg
         self.method: Method = get_method(cfg.merge_method)
-        ckpts: dict[Path, Checkpoint] = {}
+        ckpts: dict[Path, ModelFolder] = {}
 
-        def open_ckpt(path: str, where: str) -> Checkpoint:
+        def open_ckpt(path: str, where: str) -> ModelFolder:
             key = Path(path).expanduser().resolve()
             if key not in ckpts:
                 try:
-                    ckpts[key] = Checkpoint(path)
-                except MergeError as exc:
+                    ckpts[key] = ModelFolder(path)
+                except ModelError as exc:
                     raise MergeError(f"{source}: {where}: {exc}") from None
             return ckpts[key]
 
@@ -191,7 +191,7 @@ class FolderMerge:
             if not self.tokenizer_dir.is_dir():
                 raise MergeError(f"{source}: tokenizer_source: {src}: not a model folder")
 
-    def _load(self, ckpt: Checkpoint, pair: TensorPair, device: str) -> torch.Tensor:
+    def _load(self, ckpt: ModelFolder, pair: TensorPair, device: str) -> torch.Tensor:
         if ckpt is self.vlm:
             t = ckpt.get(pair.vlm_name, self.dtype, device)
             return t if pair.shared_rows is None else t[: pair.shared_rows]

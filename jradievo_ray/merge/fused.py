@@ -32,7 +32,7 @@ from typing import Literal
 
 import torch
 
-from jradievo_ray.merge.checkpoint import MergeError
+from jradievo_ray.errors import MergeError
 
 KernelMode = Literal["auto", "compiled", "eager"]
 # "auto" compiles tensors of at least this many columns (smaller ones cost more to

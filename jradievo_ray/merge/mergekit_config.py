@@ -9,15 +9,14 @@ Slices and modules are not supported.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from jradievo_ray.merge.checkpoint import MergeError
+from jradievo_ray.config import DType
+from jradievo_ray.errors import MergeError
 from jradievo_ray.merge.methods import get_method
-
-DType = Literal["float32", "float16", "bfloat16"]
 
 
 class _Frozen(BaseModel):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from jradievo_ray.merge.checkpoint import MergeError
+from jradievo_ray.errors import MergeError
 
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 

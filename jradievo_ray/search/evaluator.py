@@ -13,8 +13,9 @@ from typing import Any
 
 from jradievo_ray.config import Config
 from jradievo_ray.data.manifest import Study, load_manifest
+from jradievo_ray.hf.folder import DTYPES
 from jradievo_ray.inference.base import GenerationRequest, Generator
-from jradievo_ray.inference.factory import DTYPES, build_generator, resolve_device
+from jradievo_ray.inference.factory import build_generator, resolve_device
 from jradievo_ray.merge.recipe import Recipe
 from jradievo_ray.scoring.fitness import per_finding_f1, score_reports
 from jradievo_ray.search.evaluation import Evaluation

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from jradievo_ray.merge.checkpoint import MergeError
+from jradievo_ray.errors import MergeError
 
 REQUIRED = ...
 

@@ -1,4 +1,4 @@
-"""Lazy, tensor-by-tensor reading of Hugging Face safetensors folders.
+"""Hugging Face model folders: lazy, tensor-by-tensor reading of safetensors, config defaults.
 
 Sources are read one tensor at a time so that building task vectors never holds
 more than the base, the task vectors and one source tensor in memory.
@@ -12,8 +12,14 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from jradievo_ray.errors import UserError
+from jradievo_ray.config import DType
+from jradievo_ray.errors import ModelError
 
+DTYPES: dict[DType, torch.dtype] = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
 # safetensors dtype names that can be merged; integer ones mean a quantized checkpoint.
 FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
 
@@ -54,10 +60,6 @@ def with_text_defaults(config: dict) -> dict:
     return {**config, "text_config": text} if nested else text
 
 
-class MergeError(UserError):
-    """A merge that cannot be done as asked (unmapped tensor, shape mismatch, bad recipe)."""
-
-
 def local_dir(path: str) -> Path:
     """A model folder on this machine; `s3://` folders are fetched to the local cache."""
     if path.startswith("s3://"):
@@ -66,18 +68,18 @@ def local_dir(path: str) -> Path:
         path = storage.materialize(path)
     folder = Path(path).expanduser()
     if not folder.is_dir():
-        raise MergeError(f"{path}: model folder does not exist")
+        raise ModelError(f"{path}: model folder does not exist")
     return folder
 
 
-class Checkpoint:
+class ModelFolder:
     """Names, shapes and tensors of one safetensors folder, read on demand."""
 
     def __init__(self, path: str):
         self.path = local_dir(path)
         files = sorted(self.path.glob("*.safetensors"))
         if not files:
-            raise MergeError(f"{path}: no *.safetensors files (only safetensors is supported)")
+            raise ModelError(f"{path}: no *.safetensors files (only safetensors is supported)")
         self._file_of: dict[str, Path] = {}
         self._shape: dict[str, tuple[int, ...]] = {}
         self._dtype: dict[str, str] = {}
@@ -117,7 +119,7 @@ class Checkpoint:
         """Only floating-point tensors can be merged: fail on a quantized one, naming it."""
         dtype = self._dtype[name]
         if dtype not in FLOAT_DTYPES:
-            raise MergeError(
+            raise ModelError(
                 f"{self.path}: tensor {name!r} is stored as {dtype}, not floating point "
                 "(a quantized checkpoint?); merge the unquantized weights"
             )

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
-from jradievo_ray.merge.checkpoint import MergeError
+from jradievo_ray.errors import ModelError
 
 # Rows that a VLM may add to these (e.g. an image token) are kept from the VLM.
 EXTENDABLE = ("embed_tokens.weight", "lm_head.weight")
@@ -53,7 +53,7 @@ class NameMap:
         return self._keep is not None and self._keep.match(vlm_name) is not None
 
     def to_lm(self, vlm_name: str) -> str | None:
-        """LM name of a VLM tensor; None for kept tensors; MergeError if unmapped."""
+        """LM name of a VLM tensor; None for kept tensors; ModelError if unmapped."""
         if self.is_kept(vlm_name):
             return None
         for vlm_re, lm_template, _, _ in self._compiled:
@@ -63,7 +63,7 @@ class NameMap:
         for vlm_re, replacement in self._rules:
             if vlm_re.fullmatch(vlm_name):
                 return vlm_re.sub(replacement, vlm_name, count=1)
-        raise MergeError(
+        raise ModelError(
             f"VLM tensor {vlm_name!r} is neither language tower nor vision/projector "
             f"under name map {self.name!r}"
         )
@@ -131,19 +131,19 @@ def get_name_map(spec: str | dict) -> NameMap:
     if isinstance(spec, dict):
         unknown = set(spec) - {"language", "keep"}
         if unknown or "language" not in spec:
-            raise MergeError("name_map: expected {language: [[vlm_regex, lm_name]], keep: [...]}")
+            raise ModelError("name_map: expected {language: [[vlm_regex, lm_name]], keep: [...]}")
         try:
             rules = tuple((str(v), str(lm)) for v, lm in spec["language"])
             keep = tuple(str(k) for k in spec.get("keep") or ())
             for pattern in [v for v, _ in rules] + list(keep):
                 re.compile(pattern)
         except (TypeError, ValueError, re.error) as exc:
-            raise MergeError(f"name_map: {exc}") from None
+            raise ModelError(f"name_map: {exc}") from None
         return NameMap(name="user", rules=rules, keep=keep)
     try:
         return PRESETS[spec]
     except KeyError:
-        raise MergeError(
+        raise ModelError(
             f"unknown name map {spec!r}; presets: {', '.join(sorted(PRESETS))}"
         ) from None
 
@@ -174,19 +174,19 @@ def pair_tensors(name_map: NameMap, vlm: Shapes, lms: dict[str, Shapes]) -> list
         if lm_name is None:
             continue
         if lm_name in seen:
-            raise MergeError(
+            raise ModelError(
                 f"VLM tensors {seen[lm_name]!r} and {vlm_name!r} both map to {lm_name!r}"
             )
         seen[lm_name] = vlm_name
         found = {}
         for label, shapes in lms.items():
             if lm_name not in shapes:
-                raise MergeError(f"{label}: has no tensor {lm_name!r} (VLM tensor {vlm_name!r})")
+                raise ModelError(f"{label}: has no tensor {lm_name!r} (VLM tensor {vlm_name!r})")
             found[label] = shapes[lm_name]
         first_label, lm_shape = next(iter(found.items()))
         for label, shape in found.items():
             if shape != lm_shape:
-                raise MergeError(
+                raise ModelError(
                     f"{label}: tensor {lm_name!r} has shape {list(shape)}, "
                     f"{first_label} has {list(lm_shape)}"
                 )
@@ -200,7 +200,7 @@ def pair_tensors(name_map: NameMap, vlm: Shapes, lms: dict[str, Shapes]) -> list
         ):
             shared = lm_shape[0]
         else:
-            raise MergeError(
+            raise ModelError(
                 f"{first_label}: tensor {lm_name!r} has shape {list(lm_shape)}, "
                 f"VLM tensor {vlm_name!r} has {list(vlm_shape)}"
             )
@@ -208,7 +208,7 @@ def pair_tensors(name_map: NameMap, vlm: Shapes, lms: dict[str, Shapes]) -> list
     for label, shapes in lms.items():
         missing = sorted(set(shapes) - set(seen))
         if missing:
-            raise MergeError(
+            raise ModelError(
                 f"{label}: tensor {missing[0]!r} has no counterpart in the VLM's language tower"
                 + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
             )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from jradievo_ray.merge.checkpoint import MergeError
-from jradievo_ray.merge.namemap import get_name_map, pair_tensors
+from jradievo_ray.errors import ModelError
+from jradievo_ray.hf.naming import get_name_map, pair_tensors
 
 LLAVA = get_name_map("llava")
 LM = {
@@ -56,38 +56,38 @@ def test_canonical_and_legacy_forms():
 
 
 def test_unmapped_vlm_tensor_is_named():
-    with pytest.raises(MergeError, match="'model.image_newline'"):
+    with pytest.raises(ModelError, match="'model.image_newline'"):
         pair_tensors(LLAVA, VLM_NEW | {"model.image_newline": (4,)}, {"base": LM})
 
 
 def test_shape_mismatch_is_named():
     bad = LM | {"model.layers.0.mlp.up_proj.weight": (9, 4)}
-    with pytest.raises(MergeError, match=r"ja: tensor 'model\.layers\.0\.mlp\.up_proj\.weight'"):
+    with pytest.raises(ModelError, match=r"ja: tensor 'model\.layers\.0\.mlp\.up_proj\.weight'"):
         pair_tensors(LLAVA, VLM_NEW, {"base": LM, "ja": bad})
-    with pytest.raises(MergeError, match=r"VLM tensor 'model\.language_model\.layers\.0"):
+    with pytest.raises(ModelError, match=r"VLM tensor 'model\.language_model\.layers\.0"):
         pair_tensors(LLAVA, VLM_NEW, {"base": bad})
 
 
 def test_only_embeddings_may_be_extended():
     vlm = VLM_NEW | {"model.language_model.norm.weight": (5,)}
-    with pytest.raises(MergeError, match="norm.weight"):
+    with pytest.raises(ModelError, match="norm.weight"):
         pair_tensors(LLAVA, vlm, {"base": LM})
     smaller = VLM_NEW | {"lm_head.weight": (9, 4)}
-    with pytest.raises(MergeError, match="lm_head.weight"):
+    with pytest.raises(ModelError, match="lm_head.weight"):
         pair_tensors(LLAVA, smaller, {"base": LM})
 
 
 def test_lm_tensor_missing_from_vlm_is_named():
     extra = LM | {"model.layers.1.mlp.up_proj.weight": (8, 4)}
-    with pytest.raises(MergeError, match=r"med: tensor 'model\.layers\.1\.mlp\.up_proj\.weight'"):
+    with pytest.raises(ModelError, match=r"med: tensor 'model\.layers\.1\.mlp\.up_proj\.weight'"):
         pair_tensors(LLAVA, VLM_NEW, {"base": LM, "med": extra})
     missing = {k: v for k, v in LM.items() if k != "model.norm.weight"}
-    with pytest.raises(MergeError, match="base: has no tensor 'model.norm.weight'"):
+    with pytest.raises(ModelError, match="base: has no tensor 'model.norm.weight'"):
         pair_tensors(LLAVA, VLM_NEW, {"base": missing})
 
 
 def test_unknown_preset():
-    with pytest.raises(MergeError, match="unknown name map 'nope'"):
+    with pytest.raises(ModelError, match="unknown name map 'nope'"):
         get_name_map("nope")
 
 
@@ -129,7 +129,7 @@ def test_user_regex_map():
     }
     pairs = pair_tensors(nm, vlm, {"base": LM})
     assert {p.lm_name for p in pairs} == set(LM)
-    with pytest.raises(MergeError, match="'other.weight'"):
+    with pytest.raises(ModelError, match="'other.weight'"):
         nm.to_lm("other.weight")
-    with pytest.raises(MergeError, match="name_map"):
+    with pytest.raises(ModelError, match="name_map"):
         get_name_map({"language": [["(", "x"]]})
