@@ -12,6 +12,7 @@ from jradievo_ray.cli import main
 from jradievo_ray.data.manifest import load_manifest
 from jradievo_ray.data.mimic import image_path, load_mimic
 from jradievo_ray.errors import UserError
+from jradievo_ray.scoring.labeler import says_no_finding
 
 # (subject, study, [(dicom_id, view)], Japanese findings)
 STUDIES = [
@@ -46,17 +47,19 @@ def make_tree(root: Path) -> tuple[Path, Path]:
 
 def test_selection(tmp_path: Path) -> None:
     _, findings = make_tree(tmp_path)
-    sel = load_mimic(tmp_path, findings)
+    sel = load_mimic(tmp_path, findings, no_finding=says_no_finding)
     assert [s.id for s in sel.studies] == ["s50000001", "s50000002", "s49999999"]
     assert [s.image.stem for s in sel.studies] == ["d1", "b3", "d8"]  # PA preferred over AP
     assert sel.studies[0].image == tmp_path / "files/p10/p10000032/s50000001/d1.jpg"
     assert sel.studies[0].report_ja == "右胸水を認める。"
     assert sel.dropped == {"no frontal image": 1, "no finding": 1, "no findings text": 1}
-    assert [s.id for s in load_mimic(tmp_path, findings, limit=2).studies] == [
+    assert [
+        s.id for s in load_mimic(tmp_path, findings, no_finding=says_no_finding, limit=2).studies
+    ] == [
         "s50000001",
         "s50000002",
     ]
-    kept = load_mimic(tmp_path, findings, drop_no_finding=False, frontal_only=False)
+    kept = load_mimic(tmp_path, findings, frontal_only=False)
     assert {s.id for s in kept.studies} == {
         "s50000001",
         "s50000002",
@@ -70,8 +73,8 @@ def test_tree_walk_without_metadata(tmp_path: Path) -> None:
     meta, findings = make_tree(tmp_path)
     meta.unlink()
     with pytest.raises(UserError, match="metadata"):
-        load_mimic(tmp_path, findings)
-    sel = load_mimic(tmp_path, findings, frontal_only=False)
+        load_mimic(tmp_path, findings, no_finding=says_no_finding)
+    sel = load_mimic(tmp_path, findings, no_finding=says_no_finding, frontal_only=False)
     assert [s.image.stem for s in sel.studies][:2] == ["d1", "a4"]  # first jpg by name
 
 
@@ -80,7 +83,7 @@ def test_missing_image_is_named(tmp_path: Path) -> None:
     missing = image_path(tmp_path, 10000032, 50000002, "b3")
     missing.unlink()
     with pytest.raises(UserError) as err:
-        load_mimic(tmp_path, findings)
+        load_mimic(tmp_path, findings, no_finding=says_no_finding)
     assert str(err.value) == f"{meta}:5: image not found: {missing}"  # row of b3
 
 
@@ -89,13 +92,13 @@ def test_csv_errors_name_file_and_line(tmp_path: Path) -> None:
     lines = findings.read_text(encoding="utf-8").splitlines()
     findings.write_text("\n".join([*lines[:2], "sabc,胸水あり", *lines[2:]]) + "\n", "utf-8")
     with pytest.raises(UserError, match=rf"{findings}:3: study_id 'sabc' is not a number"):
-        load_mimic(tmp_path, findings)
+        load_mimic(tmp_path, findings, no_finding=says_no_finding)
     findings.write_text("study,findings_ja\n1,胸水\n", encoding="utf-8")
     with pytest.raises(UserError, match=rf"{findings}:1: missing column\(s\) study_id"):
-        load_mimic(tmp_path, findings)
+        load_mimic(tmp_path, findings, no_finding=says_no_finding)
     findings.write_text("study_id,findings_ja\n1,胸水\n", encoding="utf-8")
     with pytest.raises(UserError, match=rf"{findings}:2: study s1: not in .*metadata"):
-        load_mimic(tmp_path, findings)
+        load_mimic(tmp_path, findings, no_finding=says_no_finding)
 
 
 def test_cli_writes_a_manifest(tmp_path: Path, capsys) -> None:

@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from jradievo_ray.data.mimic import load_mimic, write_manifest
     from jradievo_ray.errors import UserError
+    from jradievo_ray.scoring.labeler import says_no_finding
 
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit: must be >= 1, got {args.limit}")
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         args.findings,
         args.metadata,
         text_column=args.text_column,
-        drop_no_finding=not args.keep_no_finding,
+        no_finding=None if args.keep_no_finding else says_no_finding,
         frontal_only=not args.all_views,
         limit=args.limit,
     )

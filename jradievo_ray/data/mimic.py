@@ -14,7 +14,7 @@ import csv
 import gzip
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,13 +133,13 @@ def load_mimic(
     metadata_csv: str | Path | None = None,
     *,
     text_column: str = "findings_ja",
-    drop_no_finding: bool = True,
+    no_finding: Callable[[str], bool] | None = None,
     frontal_only: bool = True,
     limit: int | None = None,
 ) -> Selection:
-    """Select studies from a MIMIC-CXR-JPG tree; `metadata_csv` defaults to the one in ROOT."""
-    from jradievo_ray.scoring.labeler import label_text
-
+    """Select studies from a MIMIC-CXR-JPG tree; `metadata_csv` defaults to the one in ROOT.
+    `no_finding`: drop the studies whose report it says has no finding (JRadiEvo's rule;
+    `jradievo mimic` passes the labeler's `says_no_finding`)."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root}: folder does not exist")
@@ -171,7 +171,7 @@ def load_mimic(
         if not text:
             selection.drop("no findings text")
             continue
-        if drop_no_finding and label_text(text).get("No Finding") == 1:
+        if no_finding is not None and no_finding(text):
             selection.drop("no finding")
             continue
         subject = subject_of(study)

@@ -82,14 +82,27 @@ def _prefixes(*prefixes: str) -> tuple[str, ...]:
     return tuple(re.escape(p) for p in prefixes)
 
 
+# LLaVA as transformers (>= 4.52) names it, in memory and on disk: `model.language_model.*`,
+# `lm_head.weight`, `model.vision_tower.*`, `model.multi_modal_projector.*`. The original
+# checkpoints, and vLLM 0.32's LLaVA classes, put the text LM under `language_model.`, the
+# projector at the top level and a CLIP/SigLIP tower one level down.
+ORIGINAL_LANGUAGE_PREFIX = {"llava": "language_model.", "llava-next": "language_model."}
+ORIGINAL_TOWER = "vision_tower.vision_model."
+NESTED_TOWERS = ("clip_vision_model", "siglip_vision_model")
+# config.json `model_type` -> its architecture, for folders that name none
+ARCHITECTURE_OF_TYPE = {
+    "llava": "LlavaForConditionalGeneration",
+    "llava_next": "LlavaNextForConditionalGeneration",
+}
+
 _LLAVA_FORMS = (
     ("model.language_model.{x}", "model.{x}"),
     ("lm_head.weight", "lm_head.weight"),
     ("language_model.model.{x}", "model.{x}"),
     ("language_model.lm_head.weight", "lm_head.weight"),
 )
-_LLAVA_KEEP = ("model.vision_tower.", "model.multi_modal_projector.", "vision_tower.")
-_LLAVA_KEEP += ("multi_modal_projector.",)
+_TOWERS = ("model.vision_tower.", "vision_tower.")
+_LLAVA_KEEP = (*_TOWERS, "model.multi_modal_projector.", "multi_modal_projector.")
 
 PRESETS: dict[str, NameMap] = {
     "llava": NameMap(name="llava", forms=_LLAVA_FORMS, keep=_prefixes(*_LLAVA_KEEP)),
@@ -146,6 +159,11 @@ def get_name_map(spec: str | dict) -> NameMap:
         raise ModelError(
             f"unknown name map {spec!r}; presets: {', '.join(sorted(PRESETS))}"
         ) from None
+
+
+def name_map_for(spec: str | dict | None, config: dict) -> NameMap:
+    """`spec` as get_name_map reads it; None: the preset the folder's config.json implies."""
+    return get_name_map(spec if spec is not None else vlm_preset(config) or "llava")
 
 
 @dataclass(frozen=True)
@@ -213,3 +231,26 @@ def pair_tensors(name_map: NameMap, vlm: Shapes, lms: dict[str, Shapes]) -> list
                 + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
             )
     return pairs
+
+
+def language_names(name_map: NameMap, names: list[str]) -> list[str]:
+    """The language-tower tensors among a VLM's `names` (ModelError on an unmapped one)."""
+    return [n for n in names if name_map.to_lm(n) is not None]
+
+
+def nested_tower_name(name: str) -> str | None:
+    """The original checkpoints' name of a LLaVA vision-tower tensor saved un-nested
+    (`model.vision_tower.<module>` or `vision_tower.<module>`); None for any other tensor."""
+    for prefix in _TOWERS:
+        rest = name.removeprefix(prefix)
+        if rest != name:
+            return None if rest.startswith("vision_model.") else ORIGINAL_TOWER + rest
+    return None
+
+
+def original_llava_name(name: str) -> str:
+    """transformers' name of a LLaVA tensor -> the original checkpoints' (what vLLM loads)."""
+    llava = PRESETS["llava"]
+    if llava.is_kept(name):
+        return nested_tower_name(name) or name.removeprefix("model.")
+    return ORIGINAL_LANGUAGE_PREFIX["llava"] + llava.to_lm(name)

@@ -77,12 +77,13 @@ def build_generator(
     device: str = "auto",
     dtype: str = "float32",
     tensor_parallel_size: int = 1,
-    name_map: str | dict = "llava",
+    name_map: str | dict | None = None,
     compiled: bool | None = None,
 ) -> Generator:
     """A ready generator for the VLM folder `model`; UserError on bad settings, a folder
     without config.json, or backend "vllm" when vLLM cannot be imported. `name_map` says
-    how the VLM names its language tower (vLLM validates swapped weights with it);
+    how the VLM names its language tower (the weights a merge swaps in; None: the preset
+    its config.json implies);
     `compiled`: vLLM's torch.compile on or off (None: the platform's default)."""
     check_settings(
         backend,
@@ -119,4 +120,5 @@ def build_generator(
         batch_size=batch_size,
         device=resolve_device(device),
         dtype=DTYPES[dtype],
+        name_map=name_map,
     )

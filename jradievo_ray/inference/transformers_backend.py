@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
+from jradievo_ray.hf.naming import language_names, name_map_for
 from jradievo_ray.inference.base import GenerationRequest
 
 
@@ -21,6 +22,7 @@ class TransformersGenerator:
         batch_size: int,
         device: str = "cpu",
         dtype: torch.dtype = torch.float32,
+        name_map: str | dict | None = None,
     ):
         self.processor = AutoProcessor.from_pretrained(model_path)
         self.processor.tokenizer.padding_side = "left"
@@ -30,12 +32,10 @@ class TransformersGenerator:
         self.device = device
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
-        # transformers' in-memory names equal the VLM checkpoint names the merge engine uses.
-        self._targets = {
-            name: p
-            for name, p in self.model.named_parameters()
-            if name.startswith("model.language_model.") or name == "lm_head.weight"
-        }
+        # transformers' in-memory names are the canonical VLM names the merge engine uses.
+        language = name_map_for(name_map, self.model.config.to_dict())
+        params = dict(self.model.named_parameters())
+        self._targets = {n: params[n] for n in language_names(language, [*params])}
 
     def weight_targets(self) -> dict[str, torch.Tensor]:
         return dict(self._targets)

@@ -28,7 +28,14 @@ from transformers import AutoProcessor
 
 from jradievo_ray.errors import ModelError, UserError
 from jradievo_ray.hf.folder import ModelFolder, with_text_defaults
-from jradievo_ray.hf.naming import NameMap, get_name_map
+from jradievo_ray.hf.naming import (
+    ARCHITECTURE_OF_TYPE,
+    NESTED_TOWERS,
+    ORIGINAL_LANGUAGE_PREFIX,
+    NameMap,
+    name_map_for,
+    nested_tower_name,
+)
 from jradievo_ray.inference.base import GenerationRequest
 from jradievo_ray.inference.vllm_shards import (
     LlamaTp,
@@ -43,18 +50,7 @@ CPU_KV_CACHE_BYTES = 256 * 2**20
 CPU_BLOCK_SIZE = 32
 # On a GPU the actor's resident merge sources share the device with the engine.
 GPU_MEMORY_UTILIZATION = 0.5
-# For folders whose config.json names no architecture: vLLM would otherwise fall back to its
-# Transformers modelling backend, which also patches transformers' own classes in-process.
-ARCHITECTURE_OF = {
-    "llava": "LlavaForConditionalGeneration",
-    "llava_next": "LlavaNextForConditionalGeneration",
-}
-# Where vLLM puts the Llama of a VLM under each name map (its LLaVA / LLaVA-NeXT
-# `hf_to_vllm_mapper`: `model.language_model.` -> `language_model.model.`).
-VLLM_PREFIX = {"llava": "language_model.", "llava-next": "language_model.", "identity": ""}
 WeightSwap = Literal["auto", "in_place", "reload"]
-# Vision towers that vLLM (0.32) nests one level down, as the original checkpoints do.
-NESTED_TOWERS = ("clip_vision_model", "siglip_vision_model")
 # Rendered requests an engine keeps (a search's search and held-out studies fit).
 RENDER_CACHE_ITEMS = 1024
 
@@ -63,7 +59,7 @@ def missing_architecture(config: dict) -> str | None:
     """The architecture to tell vLLM about when `config` names none."""
     if config.get("architectures"):
         return None
-    return ARCHITECTURE_OF.get(config.get("model_type", ""))
+    return ARCHITECTURE_OF_TYPE.get(config.get("model_type", ""))
 
 
 def engine_kwargs(
@@ -125,17 +121,9 @@ def vision_renames(config: dict, names: Iterable[str]) -> dict[str, str]:
     a LLaVA's CLIP tower as `vision_tower.<module>`; vLLM 0.32 knows only the original
     checkpoints' `vision_tower.vision_model.<module>` and fails on the rest."""
     tower = config.get("vision_config", {}).get("model_type", "clip_vision_model")
-    if config.get("model_type") not in ARCHITECTURE_OF or tower not in NESTED_TOWERS:
+    if config.get("model_type") not in ARCHITECTURE_OF_TYPE or tower not in NESTED_TOWERS:
         return {}
-    out = {}
-    for name in names:
-        for prefix in ("model.vision_tower.", "vision_tower."):
-            rest = name.removeprefix(prefix)
-            if rest != name:
-                if not rest.startswith("vision_model."):
-                    out[name] = "vision_tower.vision_model." + rest
-                break
-    return out
+    return {n: nested for n in names if (nested := nested_tower_name(n)) is not None}
 
 
 def load_renamed(worker, files: list[str], renames: dict[str, str]) -> None:
@@ -195,7 +183,8 @@ def in_place_prefix(config: dict, name_map: NameMap) -> str | None:
     text = config.get("text_config", config)
     if text.get("model_type") != "llama" or text.get("attention_bias") or text.get("mlp_bias"):
         return None
-    return VLLM_PREFIX.get(name_map.name)
+    # vLLM's LLaVA classes name the tower as the original checkpoints do
+    return {**ORIGINAL_LANGUAGE_PREFIX, "identity": ""}.get(name_map.name)
 
 
 def plan_reload(
@@ -262,7 +251,7 @@ class VllmGenerator:
         dtype: torch.dtype = torch.float32,
         tensor_parallel_size: int = 1,
         seed: int = 0,
-        name_map: str | dict = "llava",
+        name_map: str | dict | None = None,
         max_model_len: int | None = None,
         kv_cache_bytes: int | None = None,
         gpu_memory_utilization: float = GPU_MEMORY_UTILIZATION,
@@ -289,15 +278,15 @@ class VllmGenerator:
             )
         logging.getLogger("vllm.v1.worker.cpu_worker").addFilter(_DropThreadWarning())
         self.model_path = str(model_path)
-        self.name_map = get_name_map(name_map)
         ckpt = ModelFolder(self.model_path)
+        self.name_map = name_map_for(name_map, ckpt.config)
         self._folder = {n: ckpt.shape(n) for n in ckpt.names()}
         config = with_text_defaults(ckpt.config)
         self._prefix = in_place_prefix(config, self.name_map)
         if weight_swap == "in_place" and self._prefix is None:
             raise ModelError(
                 f"{self.model_path}: in-place weight writes need a Llama language tower "
-                f"under name map {', '.join(VLLM_PREFIX)}; use weight_swap='reload'"
+                f"under name map llava, llava-next or identity; use weight_swap='reload'"
             )
         self.in_place = weight_swap != "reload" and self._prefix is not None
         self._tp = LlamaTp.from_config(config) if self._prefix is not None else None

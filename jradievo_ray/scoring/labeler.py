@@ -237,3 +237,8 @@ def default_labeler() -> Labeler:
 def label_text(text: str) -> dict[str, int]:
     """Labels of one report with the packaged vocabulary (cached: do not mutate the result)."""
     return default_labeler().label(text)
+
+
+def says_no_finding(text: str) -> bool:
+    """The report's No Finding label is positive."""
+    return label_text(text).get("No Finding") == 1

@@ -25,6 +25,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from jradievo_ray.hf.naming import original_llava_name
 from jradievo_ray.zoo.tokenizer import CHAT_TEMPLATE, IMAGE
 
 MEAN, STD = 0.5, 0.25
@@ -119,21 +120,8 @@ def make_processor(tokenizer: PreTrainedTokenizerFast, shape: Shape) -> LlavaPro
 
 
 def _vllm_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """transformers' on-disk names, with the vision tower as `vision_tower.vision_model.*`."""
-    out = {}
-    for name, tensor in state.items():
-        if name.startswith("model.vision_tower."):
-            name = "vision_tower.vision_model." + name.removeprefix("model.vision_tower.")
-        elif name.startswith("model.multi_modal_projector."):
-            name = name.removeprefix("model.")
-        elif name.startswith("model.language_model."):
-            name = "language_model.model." + name.removeprefix("model.language_model.")
-        elif name == "lm_head.weight":
-            name = "language_model.lm_head.weight"
-        else:
-            raise ValueError(f"unexpected LLaVA tensor {name}")
-        out[name] = tensor.detach().contiguous().clone()
-    return out
+    """The state dict under the original checkpoints' names (`original_llava_name`)."""
+    return {original_llava_name(n): t.detach().contiguous().clone() for n, t in state.items()}
 
 
 def save_llava(

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from jradievo_ray.merge.methods import Base, Inputs, Method, Param, register
+from jradievo_ray.merge.methods.registry import Base, Inputs, Method, Param, register
 
 
 def _linear(inputs: Inputs, shared: dict[str, Any], per: dict[str, list[Any]]) -> torch.Tensor:

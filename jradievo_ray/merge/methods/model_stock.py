@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from jradievo_ray.merge.methods import Inputs, Method, Param, register
+from jradievo_ray.merge.methods.registry import Inputs, Method, Param, register
 
 
 def _model_stock(inputs: Inputs, shared: dict[str, Any], per: dict[str, list[Any]]):

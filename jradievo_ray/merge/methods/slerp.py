@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from jradievo_ray.merge.methods import Base, Inputs, Method, Param, register
+from jradievo_ray.merge.methods.registry import Base, Inputs, Method, Param, register
 
 
 def slerp(t: float, v0: torch.Tensor, v1: torch.Tensor, dot_threshold: float = 0.9995):

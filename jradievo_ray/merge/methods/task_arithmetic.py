@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from jradievo_ray.merge import fused, ops
-from jradievo_ray.merge.methods import Inputs, Method, Param, register
+from jradievo_ray.merge.methods.registry import Inputs, Method, Param, register
 
 
 def merge_deltas(
