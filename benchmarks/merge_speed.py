@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,8 +32,10 @@ from machine import cpu_model
 from safetensors.torch import load_file
 
 from jradievo_ray.merge.engine import ResidentMerger
-from jradievo_ray.merge.random_models import llama_config, save_finetune, save_random_llama
 from jradievo_ray.merge.recipe import MergeRecipe, SourceRecipe
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' model builders
+from zoo_builders import save_finetune, save_random_llama, sized_llama_config  # noqa: E402
 
 SOURCES = ["vlm", "ja", "bio", "med"]
 SHAPE = dict(hidden=4096, intermediate=14336, heads=32, kv_heads=8)
@@ -134,7 +137,7 @@ def main() -> None:
     # resident: base + k task vectors + target + k-row scratch + ~2 k-row temporaries (TIES)
     per_layer = per_layer_params() * itemsize * (2 * k + 2 + 2 * k)
     layers = args.layers or max(1, int(args.budget * available_bytes() // per_layer))
-    cfg = llama_config(vocab=args.vocab, layers=layers, **SHAPE)
+    cfg = sized_llama_config(vocab=args.vocab, layers=layers, **SHAPE)
     params = per_layer_params() * layers + 2 * args.vocab * SHAPE["hidden"] + SHAPE["hidden"]
     print(f"{layers} layers of Llama-3-8B shape, {params / 1e9:.2f} B parameters, {args.dtype}")
 

@@ -12,6 +12,7 @@ import os
 import platform
 import random
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -19,7 +20,9 @@ from jradievo_ray.config import ScoringConfig
 from jradievo_ray.scoring.bootstrap import RESAMPLES, confidence_intervals
 from jradievo_ray.scoring.fitness import score_reports
 from jradievo_ray.scoring.metrics import corpus_metrics, report_stats
-from jradievo_ray.scoring.random_reports import SENTENCES, random_reports
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from random_reports import SENTENCES, random_reports  # noqa: E402 - the tests' report builder
 
 FRAGMENTS = [
     *SENTENCES,

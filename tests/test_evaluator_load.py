@@ -5,14 +5,14 @@ recorder (the real vLLM path is tested in test_vllm_backend.py); the merge is re
 from __future__ import annotations
 
 import torch
+from zoo_builders import save_merge_sources, sized_llama_config
 
 from jradievo_ray.config import load_config
 from jradievo_ray.data.synthetic import write_dataset
 from jradievo_ray.merge.engine import ResidentMerger
-from jradievo_ray.merge.random_models import llama_config, save_merge_sources
 from jradievo_ray.search.evaluator import GenomeEvaluator
 
-CFG = llama_config(hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, vocab=96)
+CFG = sized_llama_config(hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, vocab=96)
 
 
 class Recorder:

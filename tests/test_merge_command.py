@@ -10,18 +10,18 @@ import yaml
 from mergekit_oracle import run_mergekit
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from zoo_builders import (
+    llama_shapes,
+    save_llava_around,
+    save_merge_sources,
+    save_random_llama,
+    sized_llama_config,
+)
 
 from jradievo_ray.cli import main
 from jradievo_ray.hf.folder import with_text_defaults
-from jradievo_ray.merge.random_models import (
-    llama_config,
-    llama_shapes,
-    save_llava,
-    save_merge_sources,
-    save_random_llama,
-)
 
-CFG = llama_config(hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, vocab=96)
+CFG = sized_llama_config(hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, vocab=96)
 NAMES = set(llama_shapes(CFG))
 
 
@@ -30,7 +30,7 @@ def models(tmp_path_factory):
     torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("models")
     out = save_merge_sources(d, CFG)
-    out["wide"] = save_random_llama(d / "wide", llama_config(intermediate=256, vocab=96))
+    out["wide"] = save_random_llama(d / "wide", sized_llama_config(intermediate=256, vocab=96))
     return out
 
 
@@ -78,7 +78,7 @@ def test_vlm_merge_keeps_every_vlm_tensor_and_merges_its_language_tower(models, 
 
 def test_mergekit_itself_drops_llava_tensors(models, tmp_path):
     """Why `jradievo merge` exists for VLMs: mergekit exits cleanly with a partial model."""
-    same_vocab = save_llava(models["vlm_lm"], tmp_path / "llava", extra_vocab=0)
+    same_vocab = save_llava_around(models["vlm_lm"], tmp_path / "llava", extra_vocab=0)
     raw = _ties(models)
     raw["models"][0]["model"] = str(same_vocab)
     with safe_open(str(same_vocab / "model.safetensors"), "pt") as f:
@@ -180,7 +180,9 @@ def test_configs_saved_as_a_diff_against_transformers_defaults(tmp_path):
         "a": 1,
     }
 
-    cfg = llama_config(hidden=64, intermediate=128, layers=default.num_hidden_layers, vocab=96)
+    cfg = sized_llama_config(
+        hidden=64, intermediate=128, layers=default.num_hidden_layers, vocab=96
+    )
     models = save_merge_sources(tmp_path / "models", cfg)
     full = tmp_path / "full"
     assert main(["merge", _write(tmp_path, _ties(models)), str(full)]) == 0

@@ -6,20 +6,20 @@ import pytest
 import torch
 from mergekit_oracle import run_mergekit
 from safetensors.torch import load_file
+from zoo_builders import (
+    llama_shapes,
+    save_merge_sources,
+    save_random_llama,
+    sized_llama_config,
+)
 
 from jradievo_ray.config import MergeConfig
 from jradievo_ray.errors import MergeError, ModelError
 from jradievo_ray.merge.engine import ResidentMerger
-from jradievo_ray.merge.random_models import (
-    llama_config,
-    llama_shapes,
-    save_merge_sources,
-    save_random_llama,
-)
 from jradievo_ray.merge.recipe import MergeRecipe, SourceRecipe, single_source_recipe
 from jradievo_ray.search.space import make_space
 
-CFG = llama_config(hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, vocab=96)
+CFG = sized_llama_config(hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, vocab=96)
 NAMES = set(llama_shapes(CFG))
 
 
@@ -162,7 +162,7 @@ def test_unknown_source_in_recipe(zoo):
 
 def test_mismatched_lm_fails_naming_tensor(zoo, tmp_path):
     paths, _ = zoo
-    wide = save_random_llama(tmp_path / "wide", llama_config(intermediate=256, vocab=96))
+    wide = save_random_llama(tmp_path / "wide", sized_llama_config(intermediate=256, vocab=96))
     with pytest.raises(ModelError, match=r"mlp\.(gate|up|down)_proj\.weight"):
         ResidentMerger(str(paths["base"]), "vlm", str(paths["llava"]), {"ja": str(wide)})
 

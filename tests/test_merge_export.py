@@ -10,15 +10,15 @@ import torch
 import yaml
 from mergekit_oracle import run_mergekit
 from safetensors import safe_open
+from zoo_builders import llama_shapes, save_merge_sources, sized_llama_config
 
 from jradievo_ray.cli import main
 from jradievo_ray.config import MergeConfig
 from jradievo_ray.merge.engine import ResidentMerger
-from jradievo_ray.merge.random_models import llama_config, llama_shapes, save_merge_sources
 from jradievo_ray.merge.recipe import MergeRecipe, MethodRecipe, SourceRecipe
 from jradievo_ray.search.space import make_space
 
-CFG = llama_config(hidden=64, intermediate=128, layers=4, heads=4, kv_heads=2, vocab=96)
+CFG = sized_llama_config(hidden=64, intermediate=128, layers=4, heads=4, kv_heads=2, vocab=96)
 NAMES = set(llama_shapes(CFG))
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from zoo_builders import save_merge_sources, sized_llama_config
 
 from jradievo_ray.errors import MergeError
 from jradievo_ray.merge import fused, ops
 from jradievo_ray.merge.engine import ResidentMerger
-from jradievo_ray.merge.random_models import llama_config, save_merge_sources
 from jradievo_ray.merge.recipe import MergeRecipe, SourceRecipe
 
 CPU = torch.device("cpu")
@@ -186,7 +186,7 @@ def test_kth_largest_magnitude_is_exact_with_or_without_counts(dtype):
 
 
 def test_resident_merger_compiled_equals_eager(tmp_path):
-    cfg = llama_config(hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, vocab=96)
+    cfg = sized_llama_config(hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, vocab=96)
     paths = save_merge_sources(tmp_path, cfg)
 
     def merger(kernels):

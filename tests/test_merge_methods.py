@@ -7,18 +7,18 @@ import torch
 import yaml
 from mergekit_oracle import run_mergekit
 from safetensors.torch import load_file
+from zoo_builders import (
+    llama_shapes,
+    save_finetune,
+    save_random_llama,
+    sized_llama_config,
+)
 
 from jradievo_ray.merge.folder import FolderMerge
 from jradievo_ray.merge.mergekit_config import parse_mergekit_config
 from jradievo_ray.merge.methods import METHODS
-from jradievo_ray.merge.random_models import (
-    llama_config,
-    llama_shapes,
-    save_finetune,
-    save_random_llama,
-)
 
-CFG = llama_config(hidden=64, intermediate=128, layers=3, heads=4, kv_heads=2, vocab=96)
+CFG = sized_llama_config(hidden=64, intermediate=128, layers=3, heads=4, kv_heads=2, vocab=96)
 NAMES = set(llama_shapes(CFG))
 
 

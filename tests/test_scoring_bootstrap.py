@@ -7,11 +7,11 @@ import time
 
 import numpy as np
 import pytest
+from random_reports import SENTENCES, random_reports
 from sacrebleu.metrics import BLEU
 
 from jradievo_ray.scoring.bootstrap import confidence_intervals, paired_comparison
 from jradievo_ray.scoring.metrics import METRICS, corpus_metrics, metrics_from_sums, report_stats
-from jradievo_ray.scoring.random_reports import SENTENCES, random_reports
 
 FRAGMENTS = [
     *SENTENCES,

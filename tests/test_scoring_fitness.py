@@ -7,11 +7,11 @@ import statistics
 import time
 
 import pytest
+from random_reports import SENTENCES, random_reports
 
 from jradievo_ray.config import ScoringConfig
 from jradievo_ray.scoring.fitness import per_finding_f1, score_reports
 from jradievo_ray.scoring.metrics import corpus_metrics, report_stats
-from jradievo_ray.scoring.random_reports import SENTENCES, random_reports
 
 REFS = ["右胸水を認める。心拡大なし。", "左気胸あり。", "異常なし。", "心拡大を認める。"]
 

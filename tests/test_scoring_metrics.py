@@ -6,12 +6,13 @@ import random
 
 import numpy as np
 import pytest
+import random_reports
 from nltk.translate.meteor_score import single_meteor_score
 from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU
 from sacrebleu.tokenizers.tokenizer_ja_mecab import TokenizerJaMecab
 
-from jradievo_ray.scoring import lexical, random_reports
+from jradievo_ray.scoring import lexical
 from jradievo_ray.scoring.japanese import is_japanese, japanese_ratio
 from jradievo_ray.scoring.metrics import corpus_metrics, report_stats
 from jradievo_ray.scoring.tokenize import tokenize
