@@ -62,7 +62,7 @@ def recipes(names: list[str], n: int, seed: int) -> list[MergeRecipe]:
 def save_merged(vlm: Path, named, out: Path) -> None:
     """A complete VLM folder with the merged language tensors (the folder's own names)."""
     from jradievo_ray.hf.naming import get_name_map
-    from jradievo_ray.inference.vllm_backend import plan_reload
+    from jradievo_ray.inference.vllm_swap import plan_reload
 
     tensors = load_file(str(vlm / "model.safetensors"))
     items = list(named)
@@ -145,7 +145,7 @@ class Bench:
         return self.run("a transformers", setup, genome)
 
     def vllm_swap(self, label: str, weight_swap: str, compiled: bool):
-        from jradievo_ray.inference.vllm_backend import VllmGenerator
+        from jradievo_ray.inference.vllm_generator import VllmGenerator
 
         a = self.args
         engines = []
@@ -177,7 +177,7 @@ class Bench:
         return result
 
     def vllm_rebuild(self, label: str, workdir: Path, compiled: bool):
-        from jradievo_ray.inference.vllm_backend import VllmGenerator
+        from jradievo_ray.inference.vllm_generator import VllmGenerator
 
         a = self.args
 
@@ -207,7 +207,7 @@ def same_fraction(x: list[str], y: list[str]) -> float:
 def split_parity(zoo: Path, split: str, args: argparse.Namespace) -> dict:
     """transformers vs vLLM greedy texts of the zoo's VLM over a whole split."""
     from jradievo_ray.inference.transformers_backend import TransformersGenerator
-    from jradievo_ray.inference.vllm_backend import VllmGenerator
+    from jradievo_ray.inference.vllm_generator import VllmGenerator
 
     studies = load_manifest(zoo / "data" / f"{split}.jsonl")
     reqs = [GenerationRequest(id=s.id, image=s.image, prompt=args.prompt) for s in studies]

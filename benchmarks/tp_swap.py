@@ -64,7 +64,7 @@ def main() -> int:
     p.add_argument("--hidden", type=int, default=1024)
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
-    from jradievo_ray.inference.vllm_backend import VllmGenerator
+    from jradievo_ray.inference.vllm_generator import VllmGenerator
 
     with tempfile.TemporaryDirectory() as tmp:
         heads = args.hidden // 64
@@ -88,7 +88,7 @@ def main() -> int:
             shared.append(timed(lambda: engine.write_weights(buffers.items())))
             queued.append(timed(lambda: engine.reload_weights(buffers.items())))
             log(f"swap {i}: shared buffers {shared[-1]:.3f}s, message queue {queued[-1]:.3f}s")
-        attachments = engine._attachments
+        attachments = engine.attachments
         engine.close()
     result = {
         "machine": {

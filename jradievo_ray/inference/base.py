@@ -36,3 +36,7 @@ class Generator(Protocol):
     def generate(self, requests: list[GenerationRequest]) -> list[str]:
         """One greedy report per request, in order."""
         ...
+
+    def close(self) -> None:
+        """Free the model and its engine now; the generator is unusable afterwards."""
+        ...

@@ -16,7 +16,6 @@ from jradievo_ray.inference.base import Generator
 
 BACKENDS = ("transformers", "vllm")
 DEVICES = ("auto", "cpu", "cuda")
-VLLM_INSTALL_HINT = "GPU: pip install 'jradievo-ray[gpu]'; CPU: scripts/install_vllm_cpu.sh VENV"
 
 
 def resolve_device(device: str) -> str:
@@ -95,13 +94,10 @@ def build_generator(
     )
     path = check_model_folder(model)
     if backend == "vllm":
-        try:
-            import vllm  # noqa: F401
-        except ImportError as exc:
-            raise UserError(
-                f"backend vllm: vllm cannot be imported ({exc}); {VLLM_INSTALL_HINT}"
-            ) from None
-        from jradievo_ray.inference.vllm_backend import VllmGenerator
+        from jradievo_ray.inference.vllm_engine import require_vllm
+
+        require_vllm()  # a clear UserError, not an ImportError deep inside the engine
+        from jradievo_ray.inference.vllm_generator import VllmGenerator
 
         return VllmGenerator(
             path,

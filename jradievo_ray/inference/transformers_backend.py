@@ -7,11 +7,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from jradievo_ray.hf.naming import language_names, name_map_for
 from jradievo_ray.inference.base import GenerationRequest
+from jradievo_ray.inference.render import chat_prompt, read_image
 
 
 class TransformersGenerator:
@@ -49,25 +49,15 @@ class TransformersGenerator:
             if target.data_ptr() != tensor.data_ptr():
                 target.copy_(tensor)
 
-    def _prompt(self, text: str) -> str:
-        messages = [
-            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}
-        ]
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True)
-
     @torch.no_grad()
     def generate(self, requests: list[GenerationRequest]) -> list[str]:
         texts: list[str] = []
         tok = self.processor.tokenizer
         for start in range(0, len(requests), self.batch_size):
             chunk = requests[start : start + self.batch_size]
-            images = []
-            for r in chunk:
-                with Image.open(r.image) as im:
-                    images.append(im.copy())
             batch = self.processor(
-                images=images,
-                text=[self._prompt(r.prompt) for r in chunk],
+                images=[read_image(r.image) for r in chunk],
+                text=[chat_prompt(self.processor, r.prompt) for r in chunk],
                 return_tensors="pt",
                 padding=True,
             ).to(self.device)
@@ -83,3 +73,8 @@ class TransformersGenerator:
             new = out[:, batch["input_ids"].shape[1] :]
             texts += [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
         return texts
+
+    def close(self) -> None:
+        """Free the model now rather than at garbage collection."""
+        self.__dict__.pop("model", None)
+        self._targets = {}
