@@ -1,4 +1,5 @@
-"""Shared fixtures: a local Ray instance on loopback, the repo root."""
+"""Shared fixtures: a local Ray instance on loopback, the repo root, the merge tests'
+source folders."""
 
 from __future__ import annotations
 
@@ -24,6 +25,25 @@ def ray_local():
     )
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def merge_sources(tmp_path_factory) -> dict[str, Path]:
+    """What a VLM x LLM merge reads (zoo_builders.save_merge_sources of the default
+    sized_llama_config()): "base", "vlm_lm", "ja", "med" and "llava". Shared by the merge
+    tests, so read-only: a test that edits a source builds its own."""
+    from zoo_builders import save_merge_sources, sized_llama_config
+
+    return save_merge_sources(tmp_path_factory.mktemp("merge_sources"), sized_llama_config())
+
+
+@pytest.fixture(scope="session")
+def wide_llama(tmp_path_factory) -> Path:
+    """A Llama like merge_sources' base but for a wider MLP (intermediate 256): a source
+    whose tensors do not fit theirs."""
+    from zoo_builders import save_random_llama, sized_llama_config
+
+    return save_random_llama(tmp_path_factory.mktemp("wide"), sized_llama_config(intermediate=256))
 
 
 # toy_evaluator.py lives beside the tests and is shipped to Ray workers by value

@@ -5,14 +5,11 @@ recorder (the real vLLM path is tested in test_vllm_backend.py); the merge is re
 from __future__ import annotations
 
 import torch
-from zoo_builders import save_merge_sources, sized_llama_config
 
 from jradievo_ray.config import load_config
 from jradievo_ray.data.synthetic import write_dataset
 from jradievo_ray.merge.engine import ResidentMerger
 from jradievo_ray.search.evaluator import GenomeEvaluator
-
-CFG = sized_llama_config(hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, vocab=96)
 
 
 class Recorder:
@@ -31,8 +28,8 @@ class Recorder:
         return ["心拡大を認める。"] * len(requests)
 
 
-def test_copying_backend_gets_each_merge_in_the_same_buffers(tmp_path):
-    paths = save_merge_sources(tmp_path / "models", CFG)
+def test_copying_backend_gets_each_merge_in_the_same_buffers(merge_sources, tmp_path):
+    paths = merge_sources
     merger = ResidentMerger(
         str(paths["base"]),
         "vlm",

@@ -10,28 +10,18 @@ import yaml
 from mergekit_oracle import run_mergekit
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from zoo_builders import (
-    llama_shapes,
-    save_llava_around,
-    save_merge_sources,
-    save_random_llama,
-    sized_llama_config,
-)
+from zoo_builders import llama_shapes, save_llava_around, save_merge_sources, sized_llama_config
 
 from jradievo_ray.cli import main
 from jradievo_ray.hf.folder import with_text_defaults
 
-CFG = sized_llama_config(hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, vocab=96)
-NAMES = set(llama_shapes(CFG))
+NAMES = set(llama_shapes(sized_llama_config()))  # the tensors of merge_sources' LMs
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
+def models(merge_sources, wide_llama):
     torch.set_num_threads(1)
-    d = tmp_path_factory.mktemp("models")
-    out = save_merge_sources(d, CFG)
-    out["wide"] = save_random_llama(d / "wide", sized_llama_config(intermediate=256, vocab=96))
-    return out
+    return {**merge_sources, "wide": wide_llama}
 
 
 def _write(tmp_path, raw: dict):

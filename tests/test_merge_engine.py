@@ -6,12 +6,7 @@ import pytest
 import torch
 from mergekit_oracle import run_mergekit
 from safetensors.torch import load_file
-from zoo_builders import (
-    llama_shapes,
-    save_merge_sources,
-    save_random_llama,
-    sized_llama_config,
-)
+from zoo_builders import llama_shapes, sized_llama_config
 
 from jradievo_ray.config import MergeConfig
 from jradievo_ray.errors import MergeError, ModelError
@@ -19,15 +14,13 @@ from jradievo_ray.merge.engine import ResidentMerger
 from jradievo_ray.merge.recipe import MergeRecipe, SourceRecipe, single_source_recipe
 from jradievo_ray.search.space import make_space
 
-CFG = sized_llama_config(hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, vocab=96)
-NAMES = set(llama_shapes(CFG))
+NAMES = set(llama_shapes(sized_llama_config()))  # the tensors of merge_sources' LMs
 
 
 @pytest.fixture(scope="module")
-def zoo(tmp_path_factory):
+def zoo(merge_sources):
     torch.set_num_threads(1)
-    d = tmp_path_factory.mktemp("zoo")
-    paths = save_merge_sources(d, CFG)
+    paths = merge_sources
     merger = ResidentMerger(
         str(paths["base"]),
         "vlm",
@@ -160,11 +153,10 @@ def test_unknown_source_in_recipe(zoo):
         list(merger.merged_tensors(MergeRecipe(sources={"nope": SourceRecipe(1.0)})))
 
 
-def test_mismatched_lm_fails_naming_tensor(zoo, tmp_path):
+def test_mismatched_lm_fails_naming_tensor(zoo, wide_llama):
     paths, _ = zoo
-    wide = save_random_llama(tmp_path / "wide", sized_llama_config(intermediate=256, vocab=96))
     with pytest.raises(ModelError, match=r"mlp\.(gate|up|down)_proj\.weight"):
-        ResidentMerger(str(paths["base"]), "vlm", str(paths["llava"]), {"ja": str(wide)})
+        ResidentMerger(str(paths["base"]), "vlm", str(paths["llava"]), {"ja": str(wide_llama)})
 
 
 def test_host_residency_streams_the_same_merge(zoo):

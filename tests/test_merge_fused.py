@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from zoo_builders import save_merge_sources, sized_llama_config
 
 from jradievo_ray.errors import MergeError
 from jradievo_ray.merge import fused, ops
@@ -185,9 +184,8 @@ def test_kth_largest_magnitude_is_exact_with_or_without_counts(dtype):
     assert ops.trim_threshold(x, 0.0) == float("inf")
 
 
-def test_resident_merger_compiled_equals_eager(tmp_path):
-    cfg = sized_llama_config(hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, vocab=96)
-    paths = save_merge_sources(tmp_path, cfg)
+def test_resident_merger_compiled_equals_eager(merge_sources):
+    paths = merge_sources
 
     def merger(kernels):
         return ResidentMerger(
