@@ -31,8 +31,9 @@ from typing import Literal
 
 import torch
 
+from jradievo_ray.config import ModelsConfig
 from jradievo_ray.errors import MergeError
-from jradievo_ray.hf.folder import ModelFolder
+from jradievo_ray.hf.folder import DTYPES, ModelFolder
 from jradievo_ray.hf.naming import get_name_map, pair_tensors
 from jradievo_ray.merge import fused, ops
 from jradievo_ray.merge.magnitudes import MagnitudeHistogram
@@ -344,6 +345,21 @@ class ResidentMerger:
                 if t.extra is not None:
                     merged = torch.cat([merged, t.extra])
                 yield (t.stored if stored_names else t.vlm_forms[0]), merged
+
+
+def merger_for(models: ModelsConfig, device: str | torch.device) -> ResidentMerger:
+    """The resident merger of a search config's models (every actor's, and the export's)."""
+    return ResidentMerger(
+        base_path=models.base.path,
+        vlm_name=models.vlm.name,
+        vlm_path=models.vlm.path,
+        sources={s.name: s.path for s in models.sources},
+        name_map=models.name_map,
+        device=device,
+        dtype=DTYPES[models.dtype],
+        residency=models.residency,
+        kernels=models.merge_kernels,
+    )
 
 
 def _compact(counts: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from jradievo_ray.hf.folder import ModelFolder
-from jradievo_ray.merge.engine import ResidentMerger
+from jradievo_ray.merge.engine import ResidentMerger, merger_for
 from jradievo_ray.merge.folder import ShardWriter, copy_side_files, write_atomically
 from jradievo_ray.merge.recipe import MergeRecipe, MethodRecipe, Recipe, SourceRecipe
 
@@ -126,23 +126,12 @@ def write_merged_vlm(merger: ResidentMerger, vlm_path: str, recipe, seed: int, o
 def export_recipe(cfg, recipe, out_dir: str | Path, device: str = "cpu") -> Path:
     """Write OUT_DIR/merge.yaml and OUT_DIR/model/ for a search config (paths resolved)
     and its recipe. Returns OUT_DIR."""
-    import torch
     import yaml
 
     m = cfg.models
     out = Path(out_dir)
     paths = {m.vlm.name: m.vlm.path, **{s.name: s.path for s in m.sources}}
-    merger = ResidentMerger(
-        m.base.path,
-        m.vlm.name,
-        m.vlm.path,
-        {s.name: s.path for s in m.sources},
-        name_map=m.name_map,
-        device=device,
-        dtype=getattr(torch, m.dtype),
-        residency="auto",
-        kernels=m.merge_kernels,
-    )
+    merger = merger_for(m, device)
     config, why = recipe_to_mergekit(recipe, m.base.path, paths, merger.num_layers, m.dtype)
     if m.name_map != "llava":
         config["name_map"] = m.name_map

@@ -8,7 +8,9 @@ penalises it and goes on). No Ray here: the same types run in tests without it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
+
+from jradievo_ray.merge.recipe import Recipe
 
 STAGES = ("merge", "weight_load", "generate", "score")  # keys of Evaluation.seconds
 
@@ -48,7 +50,7 @@ class RecipeTask:
     """Score one recipe on a split, with details (a held-out row); `shuffle_seed` shows
     each study another study's image."""
 
-    recipe: Any
+    recipe: Recipe
     split: str
     shuffle_seed: int | None = None
 
@@ -60,7 +62,7 @@ class Evaluator(Protocol):
     def evaluate_genome(self, genome: list[float]) -> Evaluation: ...
 
     def evaluate_recipe(
-        self, recipe: Any, split: str, shuffle_seed: int | None = None, details: bool = True
+        self, recipe: Recipe, split: str, shuffle_seed: int | None = None, details: bool = True
     ) -> Evaluation: ...
 
 

@@ -13,31 +13,14 @@ from typing import Any
 
 from jradievo_ray.config import Config
 from jradievo_ray.data.manifest import Study, load_manifest
-from jradievo_ray.hf.folder import DTYPES
 from jradievo_ray.inference.base import GenerationRequest, Generator
 from jradievo_ray.inference.factory import build_generator, resolve_device
+from jradievo_ray.merge.engine import merger_for
 from jradievo_ray.merge.recipe import Recipe
 from jradievo_ray.scoring.fitness import per_finding_f1, score_reports
 from jradievo_ray.search.evaluation import Evaluation
 from jradievo_ray.search.prepare import localize
 from jradievo_ray.search.space import make_space
-
-
-def make_merger(cfg: Config, device: str):
-    from jradievo_ray.merge.engine import ResidentMerger
-
-    models = cfg.models
-    return ResidentMerger(
-        base_path=models.base.path,
-        vlm_name=models.vlm.name,
-        vlm_path=models.vlm.path,
-        sources={s.name: s.path for s in models.sources},
-        name_map=models.name_map,
-        device=device,
-        dtype=DTYPES[models.dtype],
-        residency=models.residency,
-        kernels=models.merge_kernels,
-    )
 
 
 def derangement(n: int, seed: int) -> list[int]:
@@ -59,7 +42,7 @@ class GenomeEvaluator:
         models = cfg.models
         self.space = make_space([m.name for m in models.merge_sources], cfg.merge)
         device = resolve_device(models.device)
-        self.merger = merger or make_merger(cfg, device)
+        self.merger = merger or merger_for(models, device)
         inf = cfg.inference
         self.generator = generator or build_generator(
             inf.backend,
