@@ -44,9 +44,3 @@ def wide_llama(tmp_path_factory) -> Path:
     from zoo_builders import save_random_llama, sized_llama_config
 
     return save_random_llama(tmp_path_factory.mktemp("wide"), sized_llama_config(intermediate=256))
-
-
-# toy_evaluator.py lives beside the tests and is shipped to Ray workers by value
-import sys  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
