@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from jradievo_ray.config import load_config
-    from jradievo_ray.merge.export import export_recipe
+    from jradievo_ray.merge.export import MERGEKIT_YAML, MODEL, export_recipe
     from jradievo_ray.merge.recipe import recipe_from_dict
     from jradievo_ray.search.prepare import prepare
 
@@ -39,6 +39,6 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{result_file}: best.recipe: unreadable ({exc})") from None
     cfg = prepare(load_config(config_file), str(config_file), data=False)
-    out = export_recipe(cfg, recipe, args.out or run_dir / "export", device=args.device)
-    print(f"wrote {out / 'merge.yaml'} and {out / 'model'}")
+    out = export_recipe(cfg, recipe, args.out or run_dir / runfolder.EXPORT, device=args.device)
+    print(f"wrote {out / MERGEKIT_YAML} and {out / MODEL}")
     return 0

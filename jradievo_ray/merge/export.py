@@ -23,6 +23,9 @@ from jradievo_ray.merge.engine import ResidentMerger, merger_for
 from jradievo_ray.merge.folder import ShardWriter, copy_side_files, write_atomically
 from jradievo_ray.merge.recipe import MergeRecipe, MethodRecipe, Recipe, SourceRecipe
 
+MERGEKIT_YAML = "merge.yaml"  # the files of an export folder
+MODEL = "model"
+
 _PARTS = {
     "attn": ("self_attn.", "input_layernorm."),
     "mlp": ("mlp.", "post_attention_layernorm."),
@@ -143,6 +146,6 @@ def export_recipe(cfg, recipe, out_dir: str | Path, device: str = "cpu") -> Path
         header.append(f"# APPROXIMATE for mergekit: {why}; model/ holds the exact merge.")
     out.mkdir(parents=True, exist_ok=True)
     text = "\n".join(header) + "\n" + yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
-    (out / "merge.yaml").write_text(text, encoding="utf-8")
-    write_merged_vlm(merger, m.vlm.path, recipe, cfg.merge.seed, out / "model")
+    (out / MERGEKIT_YAML).write_text(text, encoding="utf-8")
+    write_merged_vlm(merger, m.vlm.path, recipe, cfg.merge.seed, out / MODEL)
     return out

@@ -182,7 +182,7 @@ def export_best(cfg: Config, recipe, out_dir: Path, actor: ActorResources) -> di
     folder that is moved into place once complete, so a killed export is simply redone."""
     import ray
 
-    from jradievo_ray.merge.export import export_recipe
+    from jradievo_ray.merge.export import MERGEKIT_YAML, export_recipe
     from jradievo_ray.search.prepare import localize
 
     device = "cuda" if actor.num_gpus else "cpu"
@@ -191,7 +191,7 @@ def export_best(cfg: Config, recipe, out_dir: Path, actor: ActorResources) -> di
     ray.get(task.remote(localize(cfg), recipe, partial, device))
     faults.point("export")
     folder = runfolder.move_export_into_place(partial, out_dir)
-    return {"dir": str(folder), "mergekit_yaml": str(folder / "merge.yaml")}
+    return {"dir": str(folder), "mergekit_yaml": str(folder / MERGEKIT_YAML)}
 
 
 def final_rows(cfg: Config, pool: ActorPool, names: tuple[str, ...], best_recipe) -> dict[str, Any]:
