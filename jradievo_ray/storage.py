@@ -112,19 +112,3 @@ def materialize(uri: str) -> str:
     except (BotoCoreError, ClientError) as exc:
         raise _fail(uri, exc) from None
     return str(local)
-
-
-def upload_folder(folder: str | Path, uri: str) -> int:
-    """Copy a local folder to an s3:// prefix; returns the number of files."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    bucket, prefix = split_uri(uri)
-    client = _client()
-    files = [p for p in sorted(Path(folder).rglob("*")) if p.is_file()]
-    try:
-        for path in files:
-            key = "/".join(filter(None, [prefix, path.relative_to(folder).as_posix()]))
-            client.upload_file(str(path), bucket, key)
-    except (BotoCoreError, ClientError) as exc:
-        raise _fail(uri, exc) from None
-    return len(files)

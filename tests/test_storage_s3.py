@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import boto3
 import pytest
 
 from jradievo_ray import storage
@@ -59,6 +60,18 @@ def s3_server(tmp_path_factory):
     proc.wait(timeout=10)
 
 
+def upload_folder(folder: Path, uri: str) -> int:
+    """Copy a local folder to an s3:// prefix, as a user would put models and data there;
+    returns the number of files."""
+    bucket, prefix = storage.split_uri(uri)
+    client = boto3.session.Session().client("s3")
+    files = [p for p in sorted(Path(folder).rglob("*")) if p.is_file()]
+    for path in files:
+        key = "/".join(filter(None, [prefix, path.relative_to(folder).as_posix()]))
+        client.upload_file(str(path), bucket, key)
+    return len(files)
+
+
 @pytest.fixture
 def s3_env(s3_server, monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKTEST")
@@ -74,7 +87,7 @@ def test_model_folder_roundtrip_and_cache(s3_env, tmp_path):
     from zoo_builders import build_random_llama
 
     folder = build_random_llama(tmp_path / "lm", seed=1)
-    n = storage.upload_folder(folder, "s3://bucket/models/lm")
+    n = upload_folder(folder, "s3://bucket/models/lm")
     assert n == len([p for p in folder.rglob("*") if p.is_file()])
     local = Path(storage.materialize("s3://bucket/models/lm"))
     assert local.is_relative_to(tmp_path / "home")
@@ -87,7 +100,7 @@ def test_model_folder_roundtrip_and_cache(s3_env, tmp_path):
 
 def test_data_manifest_comes_with_its_images(s3_env, tmp_path):
     paths = write_dataset(tmp_path / "data", seed=0, sizes={"search": 3})
-    storage.upload_folder(tmp_path / "data", "s3://bucket/data")
+    upload_folder(tmp_path / "data", "s3://bucket/data")
     cfg = load_config(None, ["data.search=s3://bucket/data/search.jsonl", "data.heldout=null"])
     local = localize(cfg).data.search
     from jradievo_ray.data.manifest import load_manifest

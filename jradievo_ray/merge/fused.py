@@ -57,18 +57,11 @@ class Variant:
 
 
 def _mix32(x: torch.Tensor) -> torch.Tensor:
-    """Mueller's mixer of int32 tensors read as uint32 (see hash_reference)."""
+    """Mueller's mixer of int32 tensors read as uint32 (tests/test_merge_fused.py holds its
+    plain-integer definition)."""
     x = (((x >> 16) & 0xFFFF) ^ x) * _MIX
     x = (((x >> 16) & 0xFFFF) ^ x) * _MIX
     return ((x >> 16) & 0xFFFF) ^ x
-
-
-def hash_reference(column: int, key: int) -> int:
-    """What `_mix32` computes for one column and key, in plain integers (for tests)."""
-    x = column ^ key
-    x = ((x >> 16) ^ x) * _MIX % (1 << 32)
-    x = ((x >> 16) ^ x) * _MIX % (1 << 32)
-    return (x >> 16) ^ x
 
 
 def _signed32(x: int) -> int:
