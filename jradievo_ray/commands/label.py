@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jradievo_ray.scoring.jsonl import read_reports
+    from jradievo_ray.data.reports import read_reports
     from jradievo_ray.scoring.labeler import label_text
 
     for rid, text in read_reports(args.input).items():

@@ -27,9 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from jradievo_ray.data.reports import paired_texts, read_reports
     from jradievo_ray.errors import UserError
     from jradievo_ray.scoring.bootstrap import confidence_intervals
-    from jradievo_ray.scoring.jsonl import paired_texts, read_reports
     from jradievo_ray.scoring.metrics import corpus_metrics, report_stats
 
     if args.resamples < 1:

@@ -1,4 +1,5 @@
-"""Report files: JSONL lines `{"id": str, "text": str}`; errors name file and line."""
+"""Report files: JSONL lines `{"id": str, "text": str}` (predictions, references, labeler
+input); errors name file and line."""
 
 from __future__ import annotations
 
