@@ -13,12 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jradievo_ray.commands.generate import generator_settings
+from jradievo_ray.commands.generate import add_generator_options, generator_settings
 from jradievo_ray.commands.score import add_scoring_options
-from jradievo_ray.config import InferenceConfig
 from jradievo_ray.errors import UserError
 
-DEFAULTS = InferenceConfig()
 OUTPUTS = ("predictions.jsonl", "metrics.json", "table.md")
 
 
@@ -35,14 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="VLM folder (e.g. an exported merge)")
     p.add_argument("--data", required=True, help="study manifest JSONL; references: report_ja")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--backend", choices=["transformers", "vllm"], default=DEFAULTS.backend)
-    p.add_argument("--max-new-tokens", type=int, default=DEFAULTS.max_new_tokens)
-    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
-    p.add_argument("--prompt", default=DEFAULTS.prompt, help="instruction given with each image")
+    add_generator_options(p, prompt_help="instruction given with each image")
     p.add_argument("--limit", type=int, help="evaluate only the first N studies")
-    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
-    p.add_argument("--device", default="auto", help="transformers backend: auto, cpu, cuda")
-    p.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM: GPUs to use")
     add_scoring_options(p)
     p.set_defaults(func=run)
 

@@ -33,14 +33,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="VLM folder (e.g. an exported merge)")
     p.add_argument("--data", required=True, help="JSONL requests; images relative to it")
     p.add_argument("--out", required=True, help="output JSONL")
+    add_generator_options(p, prompt_help="prompt of lines that give none")
+    p.set_defaults(func=run)
+
+
+def add_generator_options(p: argparse.ArgumentParser, prompt_help: str) -> None:
+    """The generator options of `generate` and `evaluate` (--prompt's help is the
+    command's: what the prompt is given with)."""
     p.add_argument("--backend", choices=BACKENDS, default=DEFAULTS.backend)
     p.add_argument("--max-new-tokens", type=int, default=DEFAULTS.max_new_tokens)
     p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
-    p.add_argument("--prompt", default=DEFAULTS.prompt, help="prompt of lines that give none")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    p.add_argument("--prompt", default=DEFAULTS.prompt, help=prompt_help)
+    p.add_argument("--dtype", choices=list(DTYPES), default="float32")
     p.add_argument("--device", default="auto", help="transformers backend: auto, cpu, cuda")
     p.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM: GPUs to use")
-    p.set_defaults(func=run)
 
 
 def generator_settings(args: argparse.Namespace) -> dict:
