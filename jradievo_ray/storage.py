@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from jradievo_ray import paths
@@ -74,6 +75,33 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def write_folder_atomic(
+    out: str | Path, fill: Callable[[Path], None], *, replace: bool = False
+) -> Path:
+    """Fill a fresh hidden folder beside `out` (`.<name>.partial`, cleared of any killed
+    attempt's leftovers), then move it to `out` whole: a crash leaves the old folder (or
+    none) or the new one, never half, and a failure leaves nothing behind. `replace`: an
+    existing `out` is replaced; otherwise it must be missing or empty."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    if not replace and out.exists() and any(out.iterdir()):
+        raise UserError(f"{out}: exists and is not empty")
+    tmp, old = (out.with_name(f".{out.name}.{part}") for part in ("partial", "old"))
+    for stale in (tmp, old):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        fill(tmp)
+        if out.exists():  # os.replace needs an empty target: move the old one aside first
+            os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
 
 
 def materialize(uri: str) -> str:

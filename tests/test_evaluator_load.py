@@ -27,6 +27,9 @@ class Recorder:
     def generate(self, requests):
         return ["心拡大を認める。"] * len(requests)
 
+    def close(self):
+        pass
+
 
 def test_copying_backend_gets_each_merge_in_the_same_buffers(merge_sources, tmp_path):
     paths = merge_sources

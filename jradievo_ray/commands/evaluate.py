@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 from jradievo_ray.commands.generate import add_generator_options, generator_settings
 from jradievo_ray.commands.score import add_scoring_options
 from jradievo_ray.errors import UserError
+from jradievo_ray.storage import write_folder_atomic
 
 OUTPUTS = ("predictions.jsonl", "metrics.json", "table.md")
 
@@ -50,17 +49,6 @@ def _check_out(out: Path) -> None:
             f"--out {out}: folder holds files evaluate did not write ({other[0]!r}"
             f"{', ...' if len(other) > 1 else ''}); give a new or empty folder"
         )
-
-
-def _publish(tmp: Path, out: Path) -> None:
-    """Move the finished folder `tmp` to `out`, replacing an earlier evaluate output."""
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old)
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -106,9 +94,7 @@ def run(args: argparse.Namespace) -> int:
             texts += generator.generate(requests[i : i + args.batch_size])
             print(f"generated {len(texts)}/{len(requests)}", file=sys.stderr)
     finally:
-        close = getattr(generator, "close", None)
-        if close is not None:
-            close()
+        generator.close()
     generate_s = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -143,21 +129,14 @@ def run(args: argparse.Namespace) -> int:
     }
     table = markdown_table(result)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
-        with (tmp / "predictions.jsonl").open("w", encoding="utf-8") as fh:
+    def fill(folder: Path) -> None:
+        with (folder / "predictions.jsonl").open("w", encoding="utf-8") as fh:
             for s, text in zip(studies, texts, strict=True):
                 fh.write(json.dumps({"id": s.id, "text": text}, ensure_ascii=False) + "\n")
-        _write_json(tmp / "metrics.json", result)
-        (tmp / "table.md").write_text(table, encoding="utf-8")
-        _publish(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        _write_json(folder / "metrics.json", result)
+        (folder / "table.md").write_text(table, encoding="utf-8")
+
+    write_folder_atomic(out, fill, replace=True)  # an earlier evaluate output is replaced
     print(f"wrote {out}/{{{','.join(OUTPUTS)}}}", file=sys.stderr)
     print(table, end="")
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from jradievo_ray.inference.factory import (
     check_settings,
 )
 from jradievo_ray.inference.requests import load_requests
+from jradievo_ray.storage import write_atomic
 
 DEFAULTS = InferenceConfig()
 
@@ -70,15 +70,17 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     generator = build_generator(args.backend, args.model, **settings)
     print(f"{args.backend} backend ready in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    tmp = out.with_name(f".{out.name}.tmp")
     start = time.perf_counter()
-    with tmp.open("w", encoding="utf-8") as fh:
+    lines: list[str] = []
+    try:
         for i in range(0, len(requests), args.batch_size):
             chunk = requests[i : i + args.batch_size]
             for req, text in zip(chunk, generator.generate(chunk), strict=True):
-                fh.write(json.dumps({"id": req.id, "text": text}, ensure_ascii=False) + "\n")
+                lines.append(json.dumps({"id": req.id, "text": text}, ensure_ascii=False) + "\n")
             print(f"generated {i + len(chunk)}/{len(requests)}", file=sys.stderr)
-    os.replace(tmp, out)
+    finally:
+        generator.close()
+    write_atomic(out, "".join(lines))
     took = time.perf_counter() - start
     print(f"wrote {out} ({len(requests)} reports, {took:.1f} s)")
     return 0

@@ -20,8 +20,9 @@ from typing import Any
 
 from jradievo_ray.hf.folder import ModelFolder
 from jradievo_ray.merge.engine import ResidentMerger, merger_for
-from jradievo_ray.merge.folder import ShardWriter, copy_side_files, write_atomically
+from jradievo_ray.merge.folder import ShardWriter, copy_side_files
 from jradievo_ray.merge.recipe import MergeRecipe, MethodRecipe, Recipe, SourceRecipe
+from jradievo_ray.storage import write_folder_atomic
 
 MERGEKIT_YAML = "merge.yaml"  # the files of an export folder
 MODEL = "model"
@@ -123,7 +124,7 @@ def write_merged_vlm(merger: ResidentMerger, vlm_path: str, recipe, seed: int, o
         writer.finish()
         copy_side_files(vlm.path, tmp)
 
-    return write_atomically(out, fill)
+    return write_folder_atomic(out, fill)
 
 
 def export_recipe(cfg, recipe, out_dir: str | Path, device: str = "cpu") -> Path:

@@ -10,7 +10,6 @@ every tensor of the VLM. The folder is written beside OUT_DIR and moved in at th
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from jradievo_ray.merge import ops
 from jradievo_ray.merge.mergekit_config import MergekitConfig
 from jradievo_ray.merge.methods import Base, Inputs, Method, get_method
 from jradievo_ray.merge.params import layer_t, resolve
+from jradievo_ray.storage import write_folder_atomic
 
 WEIGHT_FILES = (".safetensors", ".bin", ".pt", ".pth", ".safetensors.index.json", ".bin.index.json")
 SHARD_BYTES = 2 * 1024**3
@@ -82,25 +82,6 @@ class ShardWriter:
             weight_map |= dict.fromkeys(names, final)
         index = {"metadata": {}, "weight_map": weight_map}
         (self.folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
-
-
-def write_atomically(out_dir: str | Path, fill: Callable[[Path], None]) -> Path:
-    """Fill a fresh folder beside `out_dir`, then move it there; nothing is left on failure."""
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise MergeError(f"{out}: exists and is not empty")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        fill(tmp)
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
 
 
 def copy_side_files(src: Path, dst: Path) -> None:
@@ -232,7 +213,7 @@ class FolderMerge:
         device: str = "cpu",
         progress: Callable[[str], None] = print,
     ) -> Path:
-        return write_atomically(out_dir, lambda tmp: self._write(tmp, seed, device, progress))
+        return write_folder_atomic(out_dir, lambda tmp: self._write(tmp, seed, device, progress))
 
     def _write(self, tmp: Path, seed: int, device: str, progress: Callable[[str], None]) -> None:
         names = self.ref.names()

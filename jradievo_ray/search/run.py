@@ -27,7 +27,7 @@ from jradievo_ray.search.resources import (
     check_fits,
     cluster_demand,
 )
-from jradievo_ray.storage import write_atomic
+from jradievo_ray.storage import write_atomic, write_folder_atomic
 from jradievo_ray.tracking import Tracker, default_uri
 from jradievo_ray.zoo.build import identity
 
@@ -187,10 +187,12 @@ def export_best(cfg: Config, recipe, out_dir: Path, actor: ActorResources) -> di
 
     device = "cuda" if actor.num_gpus else "cpu"
     task = ray.remote(export_recipe).options(num_cpus=actor.num_cpus, num_gpus=actor.num_gpus)
-    partial = runfolder.partial_export(out_dir)
-    ray.get(task.remote(localize(cfg), recipe, partial, device))
-    faults.point("export")
-    folder = runfolder.move_export_into_place(partial, out_dir)
+
+    def fill(partial: Path) -> None:
+        ray.get(task.remote(localize(cfg), recipe, partial, device))
+        faults.point("export")
+
+    folder = write_folder_atomic(out_dir / runfolder.EXPORT, fill, replace=True)
     return {"dir": str(folder), "mergekit_yaml": str(folder / MERGEKIT_YAML)}
 
 
