@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from jradievo_ray.search import checkpoint
+from jradievo_ray.search import checkpoint, journal
 
 pytestmark = pytest.mark.integration
 
@@ -88,6 +88,11 @@ def test_killed_at_every_phase_resumes_to_the_uninterrupted_result(uninterrupted
     assert client.get_run(run_id).info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(run_id, "fitness_max")]
     assert sorted(steps) == [g["gen"] for g in uninterrupted["generations"]]
+    # Nothing journaled was evaluated again, and the genomes in flight at a kill were
+    # evaluated once: the journal holds each genome once, as many as the uninterrupted run.
+    genomes = [tuple(e["genome"]) for e in journal.read(out / "evaluations.jsonl")]
+    assert len(set(genomes)) == len(genomes)
+    assert len(genomes) == sum(g["evaluated"] for g in uninterrupted["generations"])
 
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     again = toy_search(out, "--resume")

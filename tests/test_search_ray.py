@@ -12,9 +12,9 @@ from mlflow.tracking import MlflowClient
 
 from jradievo_ray.config import load_config
 from jradievo_ray.errors import UserError
-from jradievo_ray.search import checkpoint
+from jradievo_ray.search import checkpoint, journal
 from jradievo_ray.search.actors import ActorPool, ActorStartError
-from jradievo_ray.search.evaluation import Evaluation, GenomeTask
+from jradievo_ray.search.evaluation import STAGES, Evaluation, GenomeTask
 from jradievo_ray.search.loop import WORST_FITNESS
 from jradievo_ray.search.resources import ActorResources
 from jradievo_ray.search.run import run_search
@@ -49,7 +49,13 @@ def test_search_runs_checkpoints_and_tracks(ray_local, tmp_path):
     assert all(g["max"] >= g["mean"] >= g["min"] for g in saved["generations"])
     assert sum(1 for line in lines if line.startswith("gen ")) == 4
     assert set(saved["best"]["recipe"]["sources"]) == {"vlm", "ja", "med"}
-    assert not any(v["error"] for v in checkpoint.load(tmp_path).cache.values())
+    entries = journal.read(tmp_path / "evaluations.jsonl")
+    assert len(entries) == sum(g["evaluated"] for g in saved["generations"])
+    assert len({tuple(e["genome"]) for e in entries}) == len(entries)  # each genome once
+    for e in entries:
+        assert set(e) == set(journal.FIELDS) and e["error"] is None
+        assert e["actor"] in (0, 1) and e["attempt"] == 1 and isinstance(e["node"], str)
+        assert set(e["seconds"]) == set(STAGES) and e["metrics"]["fitness"] == e["fitness"]
     assert saved["best"]["search_fitness"] > 90  # the toy optimum is 100
 
     client = MlflowClient(saved["mlflow"]["tracking_uri"])
@@ -69,7 +75,7 @@ def test_failed_genome_is_penalised_not_fatal(ray_local, tmp_path):
     lines = []
     run_search(cfg, tmp_path, evaluator_factory=factory, log=lines.append)
     state = checkpoint.load(tmp_path)
-    failed = [v for v in state.cache.values() if v["error"]]
+    failed = [e for e in journal.read(tmp_path / "evaluations.jsonl") if e["error"]]
     assert failed and all(v["fitness"] == WORST_FITNESS for v in failed)
     assert "merge blew up" in failed[0]["error"]
     assert any("genome failed" in line for line in lines)
@@ -83,9 +89,11 @@ def test_dead_actor_is_replaced_and_its_genome_retried(ray_local, tmp_path):
     logs = []
     pool = ActorPool(factory, 2, ActorResources(0.5, 0), max_retries=2, log=logs.append)
     genomes = [[0.5] * 8, [0.1] * 8, [0.3] * 8]
-    results = pool.map([GenomeTask(g) for g in genomes])
+    placements = {}
+    results = pool.map([GenomeTask(g) for g in genomes], lambda i, _, p: placements.update({i: p}))
     pool.shutdown()
     assert marker.exists() and pool.replaced == 1
+    assert sorted(p.attempt for p in placements.values()) == [1, 1, 2]  # one retried
     assert all(isinstance(r, Evaluation) for r in results)
     assert [round(r.fitness, 6) for r in results] == [
         round(toy_evaluator.ToyEvaluator().evaluate_genome(g).fitness, 6) for g in genomes

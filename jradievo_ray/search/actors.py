@@ -20,6 +20,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from jradievo_ray.errors import UserError
 from jradievo_ray.search.evaluation import Evaluator, Failure, Outcome, Task, run_task
+from jradievo_ray.search.journal import Placement
 from jradievo_ray.search.resources import ActorResources
 
 
@@ -44,6 +45,10 @@ class EvalActor:
 
         torch.set_num_threads(max(1, num_threads))
         self.evaluator = factory()
+
+    def node_id(self) -> str:
+        """The Ray node this actor lives on."""
+        return ray.get_runtime_context().get_node_id()
 
     def run(self, task: Task) -> Outcome:
         """Evaluate one task; a failure comes back as data, it never kills the search."""
@@ -75,6 +80,7 @@ class ActorPool:
         self.size = size
         self._groups: list[PlacementGroup | None] = []
         self.actors: list[Any] = []  # started by the first map: a resumed run may need none
+        self._nodes: list[str | None] = []  # each actor's Ray node, once it has answered
         self.replaced = 0
 
     def _start(self) -> None:
@@ -82,6 +88,7 @@ class ActorPool:
             actor, group = self._spawn()
             self.actors.append(actor)
             self._groups.append(group)
+            self._nodes.append(None)
 
     def _spawn(self) -> tuple[Any, PlacementGroup | None]:
         """A new actor; one owning several GPUs gets them together on one node."""
@@ -99,17 +106,28 @@ class ActorPool:
     def _replace(self, a: int) -> None:
         old = self._groups[a]
         self.actors[a], self._groups[a] = self._spawn()
+        self._nodes[a] = None
         if old is not None:
             remove_placement_group(old)
         self.replaced += 1
 
+    def _node(self, a: int) -> str | None:
+        """Actor a's Ray node (asked once per actor, after its first answer)."""
+        if self._nodes[a] is None:
+            try:
+                self._nodes[a] = ray.get(self.actors[a].node_id.remote())
+            except RayActorError:
+                return None
+        return self._nodes[a]
+
     def map(
         self,
         tasks: list[Task],
-        on_result: Callable[[int, Outcome], None] | None = None,
+        on_result: Callable[[int, Outcome, Placement], None] | None = None,
     ) -> list[Outcome]:
-        """Run tasks; outcomes in task order. A task whose actor dies is retried on a fresh
-        actor up to max_retries times, then reported as a Failure."""
+        """Run tasks; outcomes in task order, each also given to `on_result` as it arrives,
+        with where it ran. A task whose actor dies is retried on a fresh actor up to
+        max_retries times, then reported as a Failure."""
         self._start()
         results: list[Outcome | None] = [None] * len(tasks)
         pending = deque(range(len(tasks)))
@@ -129,6 +147,7 @@ class ActorPool:
                     if exc.actor_init_failed:  # every replacement would fail the same way
                         raise start_error(exc) from None
                     attempts[i] += 1
+                    node = self._nodes[a]
                     self.log(f"actor {a} lost ({type(exc).__name__}); replacing it")
                     self._replace(a)
                     idle.append(a)
@@ -136,11 +155,13 @@ class ActorPool:
                         pending.appendleft(i)
                         continue
                     result = Failure(f"actor died {attempts[i]} times")
+                    placement = Placement(a, node, attempts[i])
                 else:
                     idle.append(a)
+                    placement = Placement(a, self._node(a), attempts[i] + 1)
                 results[i] = result
                 if on_result:
-                    on_result(i, result)
+                    on_result(i, result, placement)
         return results  # type: ignore[return-value]
 
     def shutdown(self) -> None:

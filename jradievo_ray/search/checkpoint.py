@@ -1,8 +1,9 @@
 """Search state after each generation, written atomically so a killed driver resumes.
 
-Holds population, hall of fame, the GA's RNG state, the genome->result cache, the
-per-generation log, the MLflow run id, and once scored the held-out rows. Pickle: it is
-written and read only by the driver.
+Holds population, hall of fame, the GA's RNG state, the per-generation log, the MLflow run
+id, and once scored the held-out rows. Every genome's result is in the journal
+(journal.py), which the search reads back beside it. Pickle: it is written and read only
+by the driver.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from jradievo_ray.errors import UserError
 from jradievo_ray.search.runfolder import CHECKPOINT
 from jradievo_ray.storage import write_atomic
 
-VERSION = 2
+VERSION = 3
 
 
 @dataclass
@@ -25,7 +26,7 @@ class SearchState:
     population: list[tuple[list[float], float]] = field(default_factory=list)
     hall_of_fame: list[tuple[list[float], float]] = field(default_factory=list)
     rng_state: Any = None
-    cache: dict[tuple[float, ...], dict[str, Any]] = field(default_factory=dict)
+    journaled: int = 0  # distinct genomes in the journal at this checkpoint
     generations: list[dict[str, Any]] = field(default_factory=list)
     genome_table: list[dict[str, Any]] = field(default_factory=list)
     mlflow_run_id: str | None = None

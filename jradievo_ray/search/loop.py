@@ -14,10 +14,11 @@ from deap import tools
 from jradievo_ray import faults
 from jradievo_ray.config import Config
 from jradievo_ray.progress import format_eta
-from jradievo_ray.search import checkpoint
+from jradievo_ray.search import checkpoint, journal
 from jradievo_ray.search.actors import ActorPool
-from jradievo_ray.search.evaluation import Failure, GenomeTask, Outcome, Task
+from jradievo_ray.search.evaluation import STAGES, GenomeTask, Outcome, Task
 from jradievo_ray.search.ga import GeneticAlgorithm, individual, restore_hall_of_fame
+from jradievo_ray.search.journal import Journal, Placement
 from jradievo_ray.search.space import make_space
 
 WORST_FITNESS = 0.0  # fitness is on 0-100; a failed genome gets the bottom of the scale
@@ -27,11 +28,9 @@ def genome_key(genome: list[float]) -> tuple[float, ...]:
     return tuple(float(g) for g in genome)
 
 
-def summarize(outcome: Outcome) -> dict[str, Any]:
-    """What the cache and the genome table keep of an evaluation."""
-    if isinstance(outcome, Failure):
-        return {"fitness": WORST_FITNESS, "error": outcome.error}
-    return {"fitness": outcome.fitness, "metrics": outcome.metrics, "error": None}
+def cache_from(entries: list[dict[str, Any]]) -> dict[tuple[float, ...], dict[str, Any]]:
+    """The genome -> result cache a journal holds (a later entry of one genome wins)."""
+    return {genome_key(e["genome"]): e for e in entries}
 
 
 class SearchLoop:
@@ -43,13 +42,21 @@ class SearchLoop:
         out_dir: Path,
         pool: ActorPool,
         state: checkpoint.SearchState,
+        journal: Journal,
+        cache: dict[tuple[float, ...], dict[str, Any]],
         on_generation: Callable[[dict[str, Any], checkpoint.SearchState], None] | None = None,
         log: Callable[[str], None] = print,
     ):
+        """`cache`: the results the journal already holds (read back on resume); the first
+        `state.journaled` of them were known at the last checkpoint, the others came in
+        during the generation a kill interrupted and count as that generation's."""
         self.cfg = cfg
         self.out_dir = out_dir
         self.pool = pool
         self.state = state
+        self.journal = journal
+        self.cache = cache
+        self.known = set(list(cache)[: state.journaled])
         self.on_generation = on_generation
         self.log = log
         names = [m.name for m in cfg.models.merge_sources]
@@ -62,20 +69,27 @@ class SearchLoop:
         restore_hall_of_fame(self.hof, state.hall_of_fame)
 
     def _evaluate(self, population: list, gen: int) -> int:
-        """Set every individual's fitness; returns how many genomes were really evaluated."""
-        cache = self.state.cache
+        """Set every individual's fitness; returns how many genomes this generation
+        evaluated. Each result is journaled the moment it arrives."""
+        cache = self.cache
         todo: dict[tuple[float, ...], list[float]] = {}
+        new = {genome_key(ind) for ind in population} - self.known
         for ind in population:
             key = genome_key(ind)
             if key not in cache:
                 todo.setdefault(key, list(ind))
         keys = list(todo)
         tasks: list[Task] = [GenomeTask(todo[k]) for k in keys]
-        results = self.pool.map(tasks, lambda *_: faults.point("evaluated"))
-        for key, result in zip(keys, results, strict=True):
-            cache[key] = summarize(result)
-            if cache[key]["error"]:
-                self.log(f"  genome failed (fitness {WORST_FITNESS}): {cache[key]['error']}")
+
+        def arrived(i: int, outcome: Outcome, placement: Placement) -> None:
+            row = journal.entry(todo[keys[i]], outcome, placement, WORST_FITNESS)
+            self.journal.append(row)
+            cache[keys[i]] = row
+            if row["error"]:
+                self.log(f"  genome failed (fitness {WORST_FITNESS}): {row['error']}")
+            faults.point("evaluated")
+
+        self.pool.map(tasks, arrived)
         for idx, ind in enumerate(population):
             entry = cache[genome_key(ind)]
             ind.fitness.values = (entry["fitness"],)
@@ -83,9 +97,12 @@ class SearchLoop:
             row.update({f"gene/{n}": v for n, v in zip(self.space.gene_names, ind, strict=True)})
             for k in ("rouge_l", "bleu4", "finding_f1"):
                 row[k] = (entry.get("metrics") or {}).get(k)
+            for stage in STAGES:
+                row[f"seconds/{stage}"] = (entry.get("seconds") or {}).get(stage)
             row["error"] = entry["error"]
             self.state.genome_table.append(row)
-        return len(keys)
+        self.known |= new
+        return len(new)
 
     def _finish_generation(self, gen: int, population: list, evaluated: int, t0: float) -> None:
         fits = [ind.fitness.values[0] for ind in population]
@@ -105,6 +122,7 @@ class SearchLoop:
         st.population = [(list(ind), ind.fitness.values[0]) for ind in population]
         st.hall_of_fame = [(list(ind), ind.fitness.values[0]) for ind in self.hof]
         st.rng_state = self.rng.getstate()
+        st.journaled = len(self.cache)
         st.seconds += seconds
         checkpoint.save(st, self.out_dir)
         faults.point("checkpointed")
@@ -134,7 +152,7 @@ class SearchLoop:
             evaluated = self._evaluate(population, 0)
             self._finish_generation(0, population, evaluated, t0)
         else:
-            self.log(f"resuming after generation {st.gen} ({len(st.cache)} genomes cached)")
+            self.log(f"resuming after generation {st.gen} ({len(self.cache)} genomes journaled)")
         population = [individual(g, f) for g, f in st.population]
         for gen in range(st.gen + 1, self.cfg.search.generations + 1):
             t0 = time.perf_counter()

@@ -16,11 +16,11 @@ import yaml
 from jradievo_ray import faults
 from jradievo_ray.config import Config, config_to_dict
 from jradievo_ray.errors import UserError
-from jradievo_ray.search import checkpoint, heldout, runfolder
+from jradievo_ray.search import checkpoint, heldout, journal, runfolder
 from jradievo_ray.search.actors import ActorPool
 from jradievo_ray.search.evaluation import Evaluation, Failure, RecipeTask, Task
 from jradievo_ray.search.evaluator import GenomeEvaluator
-from jradievo_ray.search.loop import SearchLoop
+from jradievo_ray.search.loop import SearchLoop, cache_from
 from jradievo_ray.search.resources import (
     ActorResources,
     actor_resources,
@@ -104,7 +104,8 @@ def run_search(
         report_finished(finished, out_dir, log)
         return finished
     state = checkpoint.load(out_dir) if resume else None
-    if not resume and (finished is not None or (out_dir / runfolder.CHECKPOINT).exists()):
+    held = (runfolder.CHECKPOINT, runfolder.JOURNAL)
+    if not resume and (finished is not None or any((out_dir / f).exists() for f in held)):
         raise UserError(
             f"{out_dir}: holds a search already; use --resume {out_dir} or another --out"
         )
@@ -139,8 +140,15 @@ def run_search(
     pool = ActorPool(factory, cfg.resources.num_actors, actor, cfg.resources.max_retries, log)
     try:
         on_generation = functools.partial(_log_generation, tracker)
-        loop = SearchLoop(cfg, out_dir, pool, state, on_generation, log)
-        loop.run()
+        entries = journal.read(out_dir / runfolder.JOURNAL)
+        log_file = journal.Journal(out_dir / runfolder.JOURNAL)
+        loop = SearchLoop(
+            cfg, out_dir, pool, state, log_file, cache_from(entries), on_generation, log
+        )
+        try:
+            loop.run()
+        finally:
+            log_file.close()
         best_genome, best_fit = loop.best
         best_recipe = loop.space.decode(best_genome)
         result = {

@@ -13,6 +13,7 @@ from typing import Any
 
 CONFIG = "config.yaml"  # the resolved config; --resume reads it
 CHECKPOINT = "checkpoint.pkl"
+JOURNAL = "evaluations.jsonl"  # every genome evaluation, as it arrives
 RESULT = "result.json"
 EXPORT = "export"
 FITNESS_PLOT = "fitness.png"
