@@ -162,10 +162,39 @@ class SearchConfig(Frozen):
         "equal-weight merge; +sources with that and each source alone too, so the search "
         "starts from every source and never ends below the best of them on its own data.",
     )
+    dispatch: Literal["generational", "steady_state"] = Field(
+        default="generational",
+        description="generational: breed a whole generation, wait for all of it (reproducible "
+        "bit for bit); steady_state: breed a child for each actor as soon as it is free, and "
+        "let each result replace the population's worst genome if it is better.",
+    )
+    evaluations: int | None = Field(
+        default=None,
+        ge=2,
+        description="steady_state: how many genomes to evaluate in all; null = population x "
+        "(generations + 1), what the generational search breeds. Must be null when "
+        "generational (its budget is population and generations).",
+    )
     export_best: bool = Field(
         default=True,
         description="At the end, write export/ (mergekit YAML + the merged VLM folder).",
     )
+
+    @model_validator(mode="after")
+    def _budget(self) -> SearchConfig:
+        if self.dispatch == "generational" and self.evaluations is not None:
+            raise ValueError(
+                "evaluations: only for dispatch steady_state (generational: "
+                "set population and generations)"
+            )
+        if self.evaluations is not None and self.evaluations < self.population:
+            raise ValueError(f"evaluations: at least the population ({self.population})")
+        return self
+
+    @property
+    def budget(self) -> int:
+        """Genomes a search breeds: its evaluations, duplicates and elites included."""
+        return self.evaluations or self.population * (self.generations + 1)
 
 
 class InferenceConfig(Frozen):

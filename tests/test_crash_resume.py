@@ -100,3 +100,25 @@ def test_killed_at_every_phase_resumes_to_the_uninterrupted_result(uninterrupted
     assert "the search is finished; nothing to resume" in again.stdout
     assert "result.json" in again.stdout
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_steady_state_killed_again_and_again_evaluates_each_genome_once(tmp_path):
+    """Kills with genomes in flight (sent, not returned): the resumed search evaluates
+    them first, once, and the journal ends with the budget, every genome once."""
+    out = tmp_path / "steady"
+    in_flight = set()  # sent and not returned when a kill came
+    for i, fault in enumerate(["evaluated:3", "evaluated:5", "checkpointed:1", "evaluated:4"]):
+        killed = toy_search(out, "--steady", *(["--resume"] if i else []), fault=fault)
+        assert killed.returncode == -signal.SIGKILL, (fault, killed.stderr[-3000:])
+        in_flight |= {tuple(g) for g in json.loads((out / "inflight.json").read_text())}
+    assert in_flight
+    done = toy_search(out, "--steady", "--resume")
+    assert done.returncode == 0, done.stderr[-3000:]
+    genomes = [tuple(e["genome"]) for e in journal.read(out / "evaluations.jsonl")]
+    assert len(genomes) == 20 and len(set(genomes)) == 20
+    assert in_flight <= set(genomes)
+    assert json.loads((out / "inflight.json").read_text()) == []
+    result = json.loads((out / "result.json").read_text())
+    assert result["best"]["search_fitness"] == max(
+        e["fitness"] for e in journal.read(out / "evaluations.jsonl")
+    )

@@ -1,6 +1,7 @@
-"""`python tests/toy_search.py OUT [--resume]`: the search driver (`run_search`, as `jradievo
-search` runs it) on the toy objective, in a process of its own, so that crash tests can
-SIGKILL it and its private Ray at an exact phase (JRADIEVO_FAULT) and resume it."""
+"""`python tests/toy_search.py OUT [--resume] [--steady]`: the search driver (`run_search`,
+as `jradievo search` runs it) on the toy objective, generational or steady-state, in a
+process of its own, so that crash tests can SIGKILL it and its private Ray at an exact
+phase (JRADIEVO_FAULT) and resume it."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ SETTINGS = [
 
 def main(argv: list[str]) -> int:
     ray.cloudpickle.register_pickle_by_value(toy_evaluator)
-    cfg = load_config(None, SETTINGS)
+    steady = ["search.dispatch=steady_state", "search.evaluations=20"]
+    cfg = load_config(None, SETTINGS + (steady if "--steady" in argv else []))
     factory = functools.partial(toy_evaluator.ToyEvaluator)
     run_search(cfg, Path(argv[0]), resume="--resume" in argv, evaluator_factory=factory)
     return 0

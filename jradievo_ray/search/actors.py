@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import traceback
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import ray
@@ -126,43 +126,68 @@ class ActorPool:
         on_result: Callable[[int, Outcome, Placement], None] | None = None,
     ) -> list[Outcome]:
         """Run tasks; outcomes in task order, each also given to `on_result` as it arrives,
-        with where it ran. A task whose actor dies is retried on a fresh actor up to
-        max_retries times, then reported as a Failure."""
-        self._start()
+        with where it ran."""
         results: list[Outcome | None] = [None] * len(tasks)
-        pending = deque(range(len(tasks)))
-        attempts = [0] * len(tasks)
+
+        def arrived(i: int, outcome: Outcome, placement: Placement) -> None:
+            results[i] = outcome
+            if on_result:
+                on_result(i, outcome, placement)
+
+        self.stream(iter(enumerate(tasks)), arrived)
+        return results  # type: ignore[return-value]
+
+    def stream(
+        self,
+        tasks: Iterator[tuple[int, Task]],
+        on_result: Callable[[int, Outcome, Placement], None],
+    ) -> None:
+        """Keep every actor busy: each time one is free, the next (key, task) is drawn from
+        `tasks` (a generator may breed it then, from the results so far); ends when `tasks`
+        is exhausted and nothing is in flight. A task whose actor dies is retried on a
+        fresh actor up to max_retries times, then reported as a Failure."""
+        self._start()
+        retry: deque[tuple[int, Task]] = deque()
+        attempts: dict[int, int] = {}
         idle = list(range(len(self.actors)))
-        inflight: dict[ray.ObjectRef, tuple[int, int]] = {}
-        while pending or inflight:
-            while pending and idle:
-                i, a = pending.popleft(), idle.pop()
-                inflight[self.actors[a].run.remote(tasks[i])] = (i, a)
+        inflight: dict[ray.ObjectRef, tuple[int, Task, int]] = {}
+        exhausted = False
+        while True:
+            while idle and (retry or not exhausted):
+                if retry:
+                    key, task = retry.popleft()
+                else:
+                    drawn = next(tasks, None)
+                    if drawn is None:
+                        exhausted = True
+                        break
+                    key, task = drawn
+                a = idle.pop()
+                inflight[self.actors[a].run.remote(task)] = (key, task, a)
+            if not inflight:
+                return
             done, _ = ray.wait(list(inflight), num_returns=1)
             for ref in done:
-                i, a = inflight.pop(ref)
+                key, task, a = inflight.pop(ref)
                 try:
                     result = ray.get(ref)
                 except RayActorError as exc:  # died, its node died, or unreachable
                     if exc.actor_init_failed:  # every replacement would fail the same way
                         raise start_error(exc) from None
-                    attempts[i] += 1
+                    attempts[key] = attempts.get(key, 0) + 1
                     node = self._nodes[a]
                     self.log(f"actor {a} lost ({type(exc).__name__}); replacing it")
                     self._replace(a)
                     idle.append(a)
-                    if attempts[i] <= self.max_retries:
-                        pending.appendleft(i)
+                    if attempts[key] <= self.max_retries:
+                        retry.append((key, task))
                         continue
-                    result = Failure(f"actor died {attempts[i]} times")
-                    placement = Placement(a, node, attempts[i])
+                    result = Failure(f"actor died {attempts[key]} times")
+                    placement = Placement(a, node, attempts[key])
                 else:
                     idle.append(a)
-                    placement = Placement(a, self._node(a), attempts[i] + 1)
-                results[i] = result
-                if on_result:
-                    on_result(i, result, placement)
-        return results  # type: ignore[return-value]
+                    placement = Placement(a, self._node(a), attempts.get(key, 0) + 1)
+                on_result(key, result, placement)
 
     def shutdown(self) -> None:
         for actor in self.actors:

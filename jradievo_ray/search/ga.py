@@ -68,6 +68,27 @@ class GeneticAlgorithm:
         high = [h if h > lo else lo + 1e-12 for lo, h in zip(self.low, self.high, strict=True)]
         return self.low, high
 
+    def _clip(self, ind: Individual) -> Individual:
+        for j, (lo, hi) in enumerate(zip(self.low, self.high, strict=True)):
+            ind[j] = min(max(ind[j], lo), hi)
+        return ind
+
+    def child(self, population: list[Individual]) -> Individual:
+        """One offspring of an evaluated population (steady-state dispatch): two tournament
+        winners, crossed and mutated with the same operators and rates as a generation."""
+        c = self.config
+        size = min(c.tournament_size, len(population))
+        first, second = (
+            individual(ind)
+            for ind in self._with_rng(tools.selTournament, population, 2, tournsize=size)
+        )
+        low, high = self._fixed_bounds()
+        if self.rng.random() < c.crossover_prob:
+            self._with_rng(tools.cxSimulatedBinaryBounded, first, second, c.eta, low, high)
+        if self.rng.random() < c.mutation_prob:
+            self._with_rng(tools.mutPolynomialBounded, first, c.eta, low, high, 1.0 / len(low))
+        return self._clip(first)
+
     def next_generation(self, population: list[Individual]) -> list[Individual]:
         """Offspring of an evaluated population: elites unchanged, the rest varied."""
         c = self.config
@@ -87,7 +108,4 @@ class GeneticAlgorithm:
         for ind in offspring:
             if self.rng.random() < c.mutation_prob:
                 self._with_rng(tools.mutPolynomialBounded, ind, c.eta, low, high, indpb)
-        for ind in offspring:
-            for j, (lo, hi) in enumerate(zip(self.low, self.high, strict=True)):
-                ind[j] = min(max(ind[j], lo), hi)
-        return elites + offspring
+        return elites + [self._clip(ind) for ind in offspring]

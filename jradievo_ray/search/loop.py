@@ -81,33 +81,53 @@ class SearchLoop:
         keys = list(todo)
         tasks: list[Task] = [GenomeTask(todo[k]) for k in keys]
 
-        def arrived(i: int, outcome: Outcome, placement: Placement) -> None:
-            row = journal.entry(todo[keys[i]], outcome, placement, WORST_FITNESS)
-            self.journal.append(row)
-            cache[keys[i]] = row
-            if row["error"]:
-                self.log(f"  genome failed (fitness {WORST_FITNESS}): {row['error']}")
-            faults.point("evaluated")
-
-        self.pool.map(tasks, arrived)
+        self.pool.map(tasks, lambda i, out, where: self._record(todo[keys[i]], out, where))
         for idx, ind in enumerate(population):
-            entry = cache[genome_key(ind)]
-            ind.fitness.values = (entry["fitness"],)
-            row = {"gen": gen, "index": idx, "fitness": entry["fitness"]}
-            row.update({f"gene/{n}": v for n, v in zip(self.space.gene_names, ind, strict=True)})
-            for k in ("rouge_l", "bleu4", "finding_f1"):
-                row[k] = (entry.get("metrics") or {}).get(k)
-            for stage in STAGES:
-                row[f"seconds/{stage}"] = (entry.get("seconds") or {}).get(stage)
-            row["error"] = entry["error"]
-            self.state.genome_table.append(row)
+            ind.fitness.values = (cache[genome_key(ind)]["fitness"],)
+            self._table_row(gen, idx, ind)
         self.known |= new
         return len(new)
 
+    def _record(self, genome: list[float], outcome: Outcome, placement: Placement) -> dict:
+        """Journal one returned evaluation (on disk before anything else) and cache it."""
+        entry = journal.entry(genome, outcome, placement, WORST_FITNESS)
+        self.journal.append(entry)
+        self.cache[genome_key(genome)] = entry
+        if entry["error"]:
+            self.log(f"  genome failed (fitness {WORST_FITNESS}): {entry['error']}")
+        faults.point("evaluated")
+        return entry
+
+    def _table_row(self, gen: int, index: int, ind: list[float]) -> None:
+        """The MLflow genome table's row of one genome of a generation (or round)."""
+        entry = self.cache[genome_key(ind)]
+        row = {"gen": gen, "index": index, "fitness": entry["fitness"]}
+        row.update({f"gene/{n}": v for n, v in zip(self.space.gene_names, ind, strict=True)})
+        for k in ("rouge_l", "bleu4", "finding_f1"):
+            row[k] = (entry.get("metrics") or {}).get(k)
+        for stage in STAGES:
+            row[f"seconds/{stage}"] = (entry.get("seconds") or {}).get(stage)
+        row["error"] = entry["error"]
+        self.state.genome_table.append(row)
+
     def _finish_generation(self, gen: int, population: list, evaluated: int, t0: float) -> None:
+        row = self._checkpoint(gen, population, evaluated, time.perf_counter() - t0)
+        total = self.cfg.search.generations
+        st = self.state
+        mean_gen = sum(g["seconds"] for g in st.generations) / len(st.generations)
+        best = self.hof[0].fitness.values[0]
+        eta = format_eta(mean_gen * (total - gen))
+        self.log(
+            f"gen {gen}/{total}  evaluated {evaluated:3d}  best {best:6.2f}"
+            f"  mean {row['mean']:6.2f}  {row['seconds']:6.1f}s  ETA {eta}"
+        )
+        if self.on_generation:
+            self.on_generation(row, st)
+
+    def _checkpoint(self, gen: int, population: list, evaluated: int, seconds: float) -> dict:
+        """Record a finished generation (or steady-state round) and checkpoint the search."""
         fits = [ind.fitness.values[0] for ind in population]
         self.hof.update(population)
-        seconds = time.perf_counter() - t0
         row = {
             "gen": gen,
             "max": max(fits),
@@ -126,16 +146,7 @@ class SearchLoop:
         st.seconds += seconds
         checkpoint.save(st, self.out_dir)
         faults.point("checkpointed")
-        total = self.cfg.search.generations
-        mean_gen = sum(g["seconds"] for g in st.generations) / len(st.generations)
-        best = self.hof[0].fitness.values[0]
-        eta = format_eta(mean_gen * (total - gen))
-        self.log(
-            f"gen {gen}/{total}  evaluated {evaluated:3d}  best {best:6.2f}"
-            f"  mean {row['mean']:6.2f}  {seconds:6.1f}s  ETA {eta}"
-        )
-        if self.on_generation:
-            self.on_generation(row, st)
+        return row
 
     def _seed_genomes(self) -> list[list[float]]:
         init = self.cfg.search.init

@@ -27,6 +27,7 @@ from jradievo_ray.search.resources import (
     check_fits,
     cluster_demand,
 )
+from jradievo_ray.search.steady import SteadyStateLoop
 from jradievo_ray.storage import write_atomic, write_folder_atomic
 from jradievo_ray.tracking import Tracker, default_uri
 from jradievo_ray.zoo.build import identity
@@ -142,9 +143,8 @@ def run_search(
         on_generation = functools.partial(_log_generation, tracker)
         entries = journal.read(out_dir / runfolder.JOURNAL)
         log_file = journal.Journal(out_dir / runfolder.JOURNAL)
-        loop = SearchLoop(
-            cfg, out_dir, pool, state, log_file, cache_from(entries), on_generation, log
-        )
+        kind = SteadyStateLoop if cfg.search.dispatch == "steady_state" else SearchLoop
+        loop = kind(cfg, out_dir, pool, state, log_file, cache_from(entries), on_generation, log)
         try:
             loop.run()
         finally:

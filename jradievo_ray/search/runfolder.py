@@ -14,6 +14,7 @@ from typing import Any
 CONFIG = "config.yaml"  # the resolved config; --resume reads it
 CHECKPOINT = "checkpoint.pkl"
 JOURNAL = "evaluations.jsonl"  # every genome evaluation, as it arrives
+INFLIGHT = "inflight.json"  # steady-state dispatch: genomes sent and not yet returned
 RESULT = "result.json"
 EXPORT = "export"
 FITNESS_PLOT = "fitness.png"
