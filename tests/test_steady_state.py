@@ -18,6 +18,7 @@ from jradievo_ray.search.evaluation import GenomeTask
 from jradievo_ray.search.ga import GeneticAlgorithm, individual
 from jradievo_ray.search.resources import ActorResources
 from jradievo_ray.search.run import run_search
+from jradievo_ray.search.space import make_space
 from jradievo_ray.search.steady import insert
 
 ray.cloudpickle.register_pickle_by_value(toy_evaluator)
@@ -93,24 +94,12 @@ def test_steady_state_search_evaluates_its_budget_once_each(ray_local, tmp_path)
     assert any(line.startswith("evaluated 20/20") for line in lines)
     best = max(e["fitness"] for e in entries)
     assert result["best"]["search_fitness"] == best
-    # the generational search's initial population (seeded sources) is sent first
-    run_search(
-        load_config(
-            None,
-            [
-                "data.heldout=null",
-                "search.export_best=false",
-                "search.population=6",
-                "search.generations=0",
-                "resources.num_actors=2",
-            ],
-        ),
-        tmp_path / "gen",
-        evaluator_factory=factory,
-        log=lambda _: None,
-    )
-    initial = {tuple(e["genome"]) for e in journal.read(tmp_path / "gen" / "evaluations.jsonl")}
-    assert len(initial) == 6 and initial <= set(genomes)
+    # the initial population is the generational one: seeded with the uniform merge and
+    # each source alone (search.init random+sources)
+    cfg = steady_config()
+    space = make_space([m.name for m in cfg.models.merge_sources], cfg.merge)
+    seeds = [space.encode_uniform(), *(space.encode_source(n) for n in space.names)]
+    assert {tuple(float(g) for g in s) for s in seeds} <= set(genomes)
 
 
 def test_budget_settings_are_checked():
