@@ -69,19 +69,18 @@ class SteadyStateLoop(SearchLoop):
             if inflight_file.exists():  # sent before the kill, never returned: first
                 pending = json.loads(inflight_file.read_text()) + pending
         pending = [list(g) for g in pending if genome_key(g) not in self.cache]
-        genomes: dict[int, list[float]] = {}  # sent from this process, by task key
-        inflight: dict[int, list[float]] = {}
-        sent: set[tuple[float, ...]] = set()
+        inflight: dict[int, list[float]] = {}  # by task key
+        sent: set[tuple[float, ...]] = set()  # from this process; its size is the next key
         start = len(self.cache)
         round_start = time.perf_counter()
 
         def tasks() -> Iterator[tuple[int, Task]]:
-            while start + len(genomes) < budget:
+            while start + len(sent) < budget:
                 genome = pending.pop(0) if pending else self._breed(population, sent)
                 if genome_key(genome) in sent:
                     continue  # an in-flight genome of the killed run that is initial too
-                key = len(genomes)
-                genomes[key] = inflight[key] = genome
+                key = len(sent)
+                inflight[key] = genome
                 sent.add(genome_key(genome))
                 write_atomic(inflight_file, json.dumps(list(inflight.values())))
                 yield key, GenomeTask(genome)
