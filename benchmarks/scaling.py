@@ -85,7 +85,6 @@ def start_cluster(actors: int):
 
 
 def run_mode(mode: str, actors: int, times: tuple[float, ...], seed: int, rounds: int) -> dict:
-    import ray
 
     from jradievo_ray.config import load_config
     from jradievo_ray.search.actors import ActorPool
@@ -107,9 +106,8 @@ def run_mode(mode: str, actors: int, times: tuple[float, ...], seed: int, rounds
     cfg = load_config(None, sets)
     factory = functools.partial(SleepEvaluator, times, seed)
     pool = ActorPool(factory, actors, ActorResources(0.001, 1), max_retries=2, log=print)
-    pool._start()
-    ray.get([a.node_id.remote() for a in pool.actors])  # every actor built and ready
-    nodes = len({ray.get(a.node_id.remote()) for a in pool.actors})
+    pool.start_all()  # every actor built and ready: the search is timed alone
+    nodes = len(set(pool.nodes))
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         kind = SteadyStateLoop if mode == "steady_state" else SearchLoop

@@ -9,7 +9,7 @@ import pkgutil
 import sys
 
 from jradievo_ray import commands
-from jradievo_ray.errors import UserError
+from jradievo_ray.errors import SearchStopped, UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except SearchStopped as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 75
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -20,6 +20,7 @@ from jradievo_ray.errors import UserError
 
 # dtypes by the names configs use (torch dtypes in hf/folder.py DTYPES)
 DType = Literal["float32", "float16", "bfloat16"]
+Placement = Literal["spread", "pack"]
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "demo.yaml"
 ZOO_PREFIX = "zoo:"  # a path inside the built-in demo zoo
@@ -254,6 +255,18 @@ class ResourcesConfig(Frozen):
     num_gpus_per_actor: float = Field(default=0, ge=0, description="GPUs per actor.")
     max_retries: int = Field(
         default=2, ge=0, description="Re-dispatches of a genome whose actor died."
+    )
+    placement: Placement = Field(
+        default="spread",
+        description="How actors go on nodes: 'spread' over as many nodes as possible (a lost "
+        "node takes the fewest actors with it) or 'pack' onto as few as possible.",
+    )
+    actor_start_timeout_s: float = Field(
+        default=900,
+        gt=0,
+        description="When no actor is left (all lost, or none started yet), how long to wait "
+        "for Ray to find one a node (starting it and loading models are not counted) "
+        "before the search stops; its run folder resumes.",
     )
 
 

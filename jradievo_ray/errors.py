@@ -1,4 +1,5 @@
-"""User-facing errors: the CLI prints them as one `error: ...` line and exits 2."""
+"""User-facing errors: the CLI prints them as one `error: ...` line and exits 2 (bad
+input) or 75 (a search that stopped and resumes)."""
 
 
 class UserError(Exception):
@@ -12,3 +13,9 @@ class ModelError(UserError):
 
 class MergeError(UserError):
     """A merge that cannot be done as asked (bad recipe, method or merge config)."""
+
+
+class SearchStopped(Exception):
+    """The search cannot go on now (no evaluation actor can be placed), but its run folder
+    holds everything so far: `--resume` continues it. Exit 75 (EX_TEMPFAIL), so that a
+    batch script can tell it from bad input and requeue."""

@@ -9,6 +9,7 @@ is contacted unless a path says `s3://`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -20,6 +21,7 @@ from jradievo_ray.errors import UserError
 
 S3 = "s3://"
 COMPLETE = ".jradievo-complete"
+DIGEST_LIMIT = 64 << 20  # run-folder files up to this size are compared by content
 
 
 def split_uri(uri: str) -> tuple[str, str]:
@@ -140,3 +142,82 @@ def materialize(uri: str) -> str:
     except (BotoCoreError, ClientError) as exc:
         raise _fail(uri, exc) from None
     return str(local)
+
+
+class RunMirror:
+    """A search run folder kept at an s3:// prefix and worked on in a local copy
+    (`$JRADIEVO_HOME/runs/<bucket>/<prefix>`). `pull` replaces the copy with what the
+    bucket holds, so a driver on any node starts or resumes from it; `push` uploads every
+    file that changed since the last push, and the search pushes after each write
+    (journal line, checkpoint, result), so the bucket never lags what the run has
+    recorded. Hidden files (atomic writes in progress) are never uploaded."""
+
+    def __init__(self, uri: str):
+        self.bucket, self.prefix = split_uri(uri)
+        if not self.prefix:
+            raise UserError(f"{uri}: a run folder needs a prefix: s3://bucket/folder")
+        self.uri = f"{S3}{self.bucket}/{self.prefix}"
+        self.local = paths.home() / "runs" / self.bucket / self.prefix
+        self._pushed: dict[str, tuple[int, int, int] | str] = {}  # path -> _signature
+        self._s3 = None
+
+    def _client(self):
+        if self._s3 is None:
+            self._s3 = _client()
+        return self._s3
+
+    def pull(self) -> Path:
+        """Make the local copy exactly what the bucket holds; returns its path."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        objects = list_objects(self.uri)
+        shutil.rmtree(self.local, ignore_errors=True)
+        self.local.mkdir(parents=True)
+        self._pushed = {}
+        client = self._client()
+        try:
+            for key, _size in objects:
+                relative = key[len(self.prefix) :].lstrip("/")
+                dest = self.local / relative
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                client.download_file(self.bucket, key, str(dest))
+                self._pushed[relative] = _signature(dest)
+        except (BotoCoreError, ClientError) as exc:
+            raise _fail(self.uri, exc) from None
+        return self.local
+
+    def push(self) -> None:
+        """Upload every file of the local copy that is new or changed."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        client = self._client()
+        try:
+            for path in sorted(self.local.rglob("*")):
+                relative = path.relative_to(self.local).as_posix()
+                if not path.is_file() or any(p.startswith(".") for p in relative.split("/")):
+                    continue
+                signature = _signature(path)
+                if self._pushed.get(relative) != signature:
+                    client.upload_file(str(path), self.bucket, f"{self.prefix}/{relative}")
+                    self._pushed[relative] = signature
+        except (BotoCoreError, ClientError) as exc:
+            raise _fail(self.uri, exc) from None
+
+
+def _signature(path: Path) -> tuple[int, int, int] | str:
+    """What tells a changed file: the content of a small one (a file rewritten within one
+    clock tick keeps its mtime), the inode, mtime and size of a large one (model shards,
+    written once)."""
+    stat = path.stat()
+    if stat.st_size > DIGEST_LIMIT:
+        return stat.st_ino, stat.st_mtime_ns, stat.st_size
+    return hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+
+
+def run_folder(target: str) -> tuple[Path, RunMirror | None]:
+    """The local folder a search works in for `--out`/`--resume` TARGET: the path itself,
+    or for s3:// the mirror's local copy, pulled from the bucket."""
+    if not target.startswith(S3):
+        return Path(target), None
+    mirror = RunMirror(target)
+    return mirror.pull(), mirror

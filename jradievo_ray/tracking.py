@@ -36,17 +36,23 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
 class Tracker:
     """One MLflow parent run; resumable by run id."""
 
-    def __init__(self, uri: str, experiment: str, out_dir: Path, run_id: str | None = None):
+    def __init__(
+        self,
+        uri: str,
+        experiment: str,
+        out_dir: Path,
+        run_id: str | None = None,
+        artifacts: str | None = None,
+    ):
+        """`artifacts`: where a new experiment keeps its artifacts (default: the server's
+        choice, or `mlartifacts/` beside a sqlite store)."""
         self.uri = uri
         self.client = MlflowClient(tracking_uri=uri)
         if run_id is None:
             exp = self.client.get_experiment_by_name(experiment)
             if exp is None:
-                artifacts = (
-                    (out_dir / "mlartifacts").resolve().as_uri()
-                    if uri.startswith("sqlite")
-                    else None
-                )
+                if artifacts is None and uri.startswith("sqlite"):
+                    artifacts = (out_dir / "mlartifacts").resolve().as_uri()
                 exp_id = self.client.create_experiment(experiment, artifact_location=artifacts)
             else:
                 exp_id = exp.experiment_id

@@ -10,21 +10,27 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Ray reads this at import: with it, every node a test starts (cluster_utils raylets
+# included) binds 127.0.0.1 instead of this machine's address.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def ray_local():
+    """A private local Ray of 2 CPUs, started once and shared by the tests that use it
+    (a test that joins another cluster, as test_node_failure.py does, disconnects it; the
+    next user starts a fresh one). Ray shuts it down when the session ends."""
     import ray
 
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        log_to_driver=False,
-    )
+    if not ray.is_initialized():
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            log_to_driver=False,
+        )
     yield ray
-    ray.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -203,3 +203,28 @@ def test_bad_manifest_line_reported_before_ray(tmp_path):
         f"error: {cfg}: data.heldout: {heldout}:4: image not found: {tmp_path / 'd' / 'gone.png'}"
     )
     assert not (tmp_path / "run").exists()
+
+
+def test_cli_stopped_search_is_one_error_line_and_exit_75(monkeypatch, capsys):
+    from jradievo_ray import cli
+    from jradievo_ray.commands import search
+    from jradievo_ray.errors import SearchStopped
+
+    def stopped(args):
+        raise SearchStopped("no evaluation actor is left; continue with: --resume runs/x")
+
+    monkeypatch.setattr(search, "run", stopped)
+    assert cli.main(["search", "--out", "runs/x"]) == 75
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "error: no evaluation actor is left; continue with: --resume runs/x"
+    ]
+
+
+def test_placement_and_start_timeout_defaults():
+    cfg = load_config(None, [])
+    assert cfg.resources.placement == "spread" and cfg.resources.actor_start_timeout_s > 0
+    with pytest.raises(UserError, match="resources.placement"):
+        load_config(None, ["resources.placement=scatter"])
+    with pytest.raises(UserError, match="resources.actor_start_timeout_s"):
+        load_config(None, ["resources.actor_start_timeout_s=0"])

@@ -24,7 +24,9 @@ SCRIPT = Path(__file__).resolve().parent / "toy_search.py"
 GENERATION_KEYS = ("gen", "max", "mean", "min", "evaluated")
 
 
-def toy_search(out: Path, *flags: str, fault: str | None = None) -> subprocess.CompletedProcess:
+def toy_search(
+    out: str | Path, *flags: str, fault: str | None = None
+) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "JRADIEVO_FAULT"}
     env["RAY_USAGE_STATS_ENABLED"] = "0"
     if fault:

@@ -21,7 +21,7 @@ def test_single_device_actors_take_the_configured_share():
     assert _res("transformers").bundles == [{"CPU": 1.0}]
     half = _res("vllm", gpus=0.5, cpus=2)
     assert (half.num_cpus, half.num_gpus) == (2, 0.5)
-    assert half.bundles == [{"CPU": 2, "GPU": 0.5}] and half.strategy == "STRICT_PACK"
+    assert half.bundles == [{"CPU": 2, "GPU": 0.5}]
 
 
 def test_tensor_parallel_actor_owns_its_gpus_on_one_node():
@@ -57,9 +57,15 @@ PLACEMENT = textwrap.dedent(
     """
     import json, ray
     from ray.cluster_utils import Cluster
-    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
     from jradievo_ray.config import InferenceConfig, ResourcesConfig
+    from jradievo_ray.search.actors import ActorPool
+    from jradievo_ray.search.evaluation import STAGES, Evaluation, GenomeTask
     from jradievo_ray.search.resources import actor_resources, check_fits, cluster_demand
+
+    class GpuProbe:
+        def evaluate_genome(self, genome):
+            gpus = [float(g) for g in ray.get_gpu_ids()]
+            return Evaluation(0.0, {"gpus": gpus}, dict.fromkeys(STAGES, 0.0))
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "num_gpus": 0})
     for _ in range(2):
@@ -74,20 +80,14 @@ PLACEMENT = textwrap.dedent(
     except Exception as exc:
         too_many = str(exc)
 
-    @ray.remote
-    class Probe:
-        def where(self):
-            return ray.get_runtime_context().get_node_id(), ray.get_gpu_ids()
-
-    out = []
-    for _ in range(2):
-        pg = ray.util.placement_group(res.bundles, strategy=res.strategy)
-        ray.get(pg.ready(), timeout=60)
-        actor = Probe.options(
-            num_cpus=res.num_cpus, num_gpus=res.num_gpus,
-            scheduling_strategy=PlacementGroupSchedulingStrategy(pg, 0),
-        ).remote()
-        out.append(ray.get(actor.where.remote(), timeout=60))
+    pool = ActorPool(GpuProbe, 2, res, max_retries=0)
+    pool.start_all()  # both built, so the two tasks go to two actors
+    seen = []
+    outcomes = pool.map(
+        [GenomeTask([0.0]), GenomeTask([0.0])], lambda i, out, where: seen.append(where.node)
+    )
+    out = [[node, o.metrics["gpus"]] for node, o in zip(seen, outcomes)]
+    pool.shutdown()
     print("RESULT " + json.dumps({"actors": out, "too_many": too_many}))
     ray.shutdown()
     cluster.shutdown()

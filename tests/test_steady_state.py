@@ -55,6 +55,7 @@ def test_a_freed_actor_gets_the_next_task_at_once(ray_local):
     tasks drawn so far are the results so far plus one per other actor."""
     actors, total = 3, 12
     pool = ActorPool(toy_evaluator.ToyEvaluator, actors, ActorResources(0.5, 0), 2)
+    pool.start_all()  # every actor built: none is still loading when the first task goes
     drawn = 0
 
     def tasks():

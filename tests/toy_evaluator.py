@@ -4,6 +4,8 @@ cache, checkpoint, MLflow) on real Ray. It is never the proof that merging works
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 
 from jradievo_ray.errors import UserError
@@ -12,7 +14,13 @@ from jradievo_ray.search.evaluation import STAGES, Evaluation
 
 class ToyEvaluator:
     """Fitness peaks at 0.5 in every gene. Genomes with drop_rate > fail_above raise;
-    the first genome with drop_rate > die_above kills its actor's process once."""
+    the first genome with drop_rate > die_above kills its actor's process once.
+
+    On the Ray node `hang_on_node` no evaluation returns: it leaves a file in `hang_dir`
+    and waits until its node is gone. Elsewhere, evaluation waits until `hang_dir` holds
+    `after_hung` such files. So a node-loss test knows the doomed node's actors are all
+    mid-evaluation when it removes that node after the n-th evaluation. While the file
+    `hang_if` exists, every evaluation hangs the same way."""
 
     def __init__(
         self,
@@ -21,6 +29,10 @@ class ToyEvaluator:
         marker: str = "",
         bad: bool = False,
         bad_input: str = "",
+        hang_on_node: str = "",
+        hang_dir: str = "",
+        after_hung: int = 0,
+        hang_if: str = "",
     ):
         if bad:
             raise FileNotFoundError("no such model folder")
@@ -29,8 +41,19 @@ class ToyEvaluator:
         self.fail_above = fail_above
         self.die_above = die_above
         self.marker = Path(marker) if marker else None
+        self.hang = bool(hang_on_node) and hang_on_node == _node_id()
+        self.hang_dir = Path(hang_dir) if hang_dir else None
+        self.after_hung = after_hung
+        self.hang_if = Path(hang_if) if hang_if else None
 
     def evaluate_genome(self, genome: list[float]) -> Evaluation:
+        if self.hang_dir and self.hang:
+            (self.hang_dir / str(os.getpid())).touch()
+            threading.Event().wait()
+        if self.hang_if and self.hang_if.exists():
+            threading.Event().wait()
+        while self.hang_dir and len(list(self.hang_dir.iterdir())) < self.after_hung:
+            time.sleep(0.05)
         if genome[0] > self.die_above and self.marker and not self.marker.exists():
             self.marker.write_text("died")
             os._exit(1)
@@ -42,3 +65,9 @@ class ToyEvaluator:
 
     def evaluate_recipe(self, recipe, split, shuffle_seed=None, details=True) -> Evaluation:
         raise NotImplementedError("the toy objective scores genomes only")
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()

@@ -1,19 +1,19 @@
 """`python tests/toy_search.py OUT [--resume] [--steady]`: the search driver (`run_search`,
 as `jradievo search` runs it) on the toy objective, generational or steady-state, in a
 process of its own, so that crash tests can SIGKILL it and its private Ray at an exact
-phase (JRADIEVO_FAULT) and resume it."""
+phase (JRADIEVO_FAULT) and resume it. OUT is a path or an s3:// run folder."""
 
 from __future__ import annotations
 
 import functools
 import sys
-from pathlib import Path
 
 import ray.cloudpickle
 import toy_evaluator
 
 from jradievo_ray.config import load_config
 from jradievo_ray.search.run import run_search
+from jradievo_ray.storage import run_folder
 
 SETTINGS = [
     "data.heldout=null",
@@ -30,7 +30,8 @@ def main(argv: list[str]) -> int:
     steady = ["search.dispatch=steady_state", "search.evaluations=20"]
     cfg = load_config(None, SETTINGS + (steady if "--steady" in argv else []))
     factory = functools.partial(toy_evaluator.ToyEvaluator)
-    run_search(cfg, Path(argv[0]), resume="--resume" in argv, evaluator_factory=factory)
+    out, mirror = run_folder(argv[0])
+    run_search(cfg, out, resume="--resume" in argv, evaluator_factory=factory, mirror=mirror)
     return 0
 
 

@@ -46,10 +46,12 @@ class SearchLoop:
         cache: dict[tuple[float, ...], dict[str, Any]],
         on_generation: Callable[[dict[str, Any], checkpoint.SearchState], None] | None = None,
         log: Callable[[str], None] = print,
+        sync: Callable[[], None] = lambda: None,
     ):
         """`cache`: the results the journal already holds (read back on resume); the first
         `state.journaled` of them were known at the last checkpoint, the others came in
-        during the generation a kill interrupted and count as that generation's."""
+        during the generation a kill interrupted and count as that generation's. `sync`
+        runs after each write to the run folder (an s3:// run folder's upload)."""
         self.cfg = cfg
         self.out_dir = out_dir
         self.pool = pool
@@ -58,6 +60,9 @@ class SearchLoop:
         self.cache = cache
         self.known = set(list(cache)[: state.journaled])
         self.on_generation = on_generation
+        self.sync = sync
+        self._started = time.perf_counter()
+        self._done = 0  # generations (or evaluations) this process finished, for the ETA
         self.log = log
         names = [m.name for m in cfg.models.merge_sources]
         self.space = make_space(names, cfg.merge)
@@ -92,6 +97,7 @@ class SearchLoop:
         """Journal one returned evaluation (on disk before anything else) and cache it."""
         entry = journal.entry(genome, outcome, placement, WORST_FITNESS)
         self.journal.append(entry)
+        self.sync()
         self.cache[genome_key(genome)] = entry
         if entry["error"]:
             self.log(f"  genome failed (fitness {WORST_FITNESS}): {entry['error']}")
@@ -114,15 +120,23 @@ class SearchLoop:
         row = self._checkpoint(gen, population, evaluated, time.perf_counter() - t0)
         total = self.cfg.search.generations
         st = self.state
-        mean_gen = sum(g["seconds"] for g in st.generations) / len(st.generations)
+        self._done += 1
         best = self.hof[0].fitness.values[0]
-        eta = format_eta(mean_gen * (total - gen))
+        eta = self._eta(total - gen)
         self.log(
             f"gen {gen}/{total}  evaluated {evaluated:3d}  best {best:6.2f}"
             f"  mean {row['mean']:6.2f}  {row['seconds']:6.1f}s  ETA {eta}"
         )
         if self.on_generation:
             self.on_generation(row, st)
+
+    def _eta(self, left: int) -> str:
+        """Time for `left` more units (generations, or evaluations in steady state) at this
+        process's pace so far, not counting the time no actor was ready (starting actors
+        and loading their models, a lost node): the first progress line would otherwise
+        predict every generation to take as long as the start."""
+        busy = time.perf_counter() - self._started - self.pool.waited_seconds
+        return format_eta(max(busy, 0.0) / max(self._done, 1) * left)
 
     def _checkpoint(self, gen: int, population: list, evaluated: int, seconds: float) -> dict:
         """Record a finished generation (or steady-state round) and checkpoint the search."""
@@ -145,6 +159,7 @@ class SearchLoop:
         st.journaled = len(self.cache)
         st.seconds += seconds
         checkpoint.save(st, self.out_dir)
+        self.sync()
         faults.point("checkpointed")
         return row
 

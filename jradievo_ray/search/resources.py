@@ -3,16 +3,15 @@
 An actor holds one generator. With vLLM and `inference.tensor_parallel_size` = N > 1 the
 actor owns N GPUs of one node: its engine runs N worker processes ("mp" executor) on the
 GPUs Ray assigned to the actor (CUDA_VISIBLE_DEVICES), and the merge runs in the actor on
-the first of them. The actor is placed through a one-bundle STRICT_PACK placement group,
-so its GPUs are reserved together on one node or not at all.
+the first of them. Each actor is one bundle of the pool's placement group, so its GPUs
+are reserved together on one node or not at all.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
-from jradievo_ray.config import InferenceConfig, ResourcesConfig
+from jradievo_ray.config import InferenceConfig, Placement, ResourcesConfig
 from jradievo_ray.errors import UserError
 
 
@@ -20,7 +19,6 @@ from jradievo_ray.errors import UserError
 class ActorResources:
     num_cpus: float
     num_gpus: float
-    strategy: ClassVar[str] = "STRICT_PACK"
 
     @property
     def bundles(self) -> list[dict[str, float]]:
@@ -29,6 +27,13 @@ class ActorResources:
         if self.num_gpus:
             bundle["GPU"] = self.num_gpus
         return [bundle]
+
+
+def group_strategy(placement: Placement) -> str:
+    """Ray's placement-group strategy for `resources.placement`. Both are soft: SPREAD puts
+    the bundles on as many nodes as it can, so a lost node takes the fewest actors with
+    it; PACK on as few as it can (fewer nodes to keep, sources loaded on fewer hosts)."""
+    return {"spread": "SPREAD", "pack": "PACK"}[placement]
 
 
 def actor_resources(inference: InferenceConfig, resources: ResourcesConfig) -> ActorResources:

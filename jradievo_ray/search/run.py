@@ -15,7 +15,7 @@ import yaml
 
 from jradievo_ray import faults
 from jradievo_ray.config import Config, config_to_dict
-from jradievo_ray.errors import UserError
+from jradievo_ray.errors import SearchStopped, UserError
 from jradievo_ray.search import checkpoint, heldout, journal, runfolder
 from jradievo_ray.search.actors import ActorPool
 from jradievo_ray.search.evaluation import Evaluation, Failure, RecipeTask, Task
@@ -28,7 +28,7 @@ from jradievo_ray.search.resources import (
     cluster_demand,
 )
 from jradievo_ray.search.steady import SteadyStateLoop
-from jradievo_ray.storage import write_atomic, write_folder_atomic
+from jradievo_ray.storage import RunMirror, write_atomic, write_folder_atomic
 from jradievo_ray.tracking import Tracker, default_uri
 from jradievo_ray.zoo.build import identity
 
@@ -68,16 +68,17 @@ def fitness_figure(generations: list[dict[str, Any]]):
     return fig
 
 
-def report_finished(result: dict[str, Any], out_dir: Path, log: Callable[[str], None]) -> None:
-    """What `--resume` says of a run that is already finished."""
-    log(f"{out_dir}: the search is finished; nothing to resume")
-    report(result, out_dir, log)
+def report_finished(result: dict[str, Any], shown: str | Path, log: Callable[[str], None]) -> None:
+    """What `--resume` says of a run that is already finished (`shown`: its folder as the
+    user named it, a path or s3:// URI)."""
+    log(f"{shown}: the search is finished; nothing to resume")
+    log_table(result, log)
+    log(f"\nresult: {shown}/{runfolder.RESULT}  ({result['seconds']:.0f}s)")
 
 
-def report(result: dict[str, Any], out_dir: Path, log: Callable[[str], None]) -> None:
+def log_table(result: dict[str, Any], log: Callable[[str], None]) -> None:
     if "heldout" in result:
         log("\nheld-out results (0-100):\n" + heldout.format_table(result["heldout"]))
-    log(f"\nresult: {out_dir / runfolder.RESULT}  ({result['seconds']:.0f}s)")
 
 
 def _log_generation(tracker: Tracker, row: dict[str, Any], *_: Any) -> None:
@@ -92,35 +93,39 @@ def run_search(
     resume: bool = False,
     evaluator_factory: Callable[[], Any] | None = None,
     log: Callable[[str], None] = print,
+    mirror: RunMirror | None = None,
 ) -> dict[str, Any]:
     """Run the whole search; `cfg` must already have its paths resolved and checked.
 
     With `resume`, continue whatever the run folder holds: a finished run is left as it is,
     a run killed before its first checkpoint starts over, any other continues from its
-    checkpoint to the result an uninterrupted run gives."""
+    checkpoint to the result an uninterrupted run gives. With a `mirror`, `out_dir` is
+    the local copy of an s3:// run folder, uploaded after every write."""
     t_start = time.perf_counter()
+    sync = mirror.push if mirror else lambda: None
+    shown = mirror.uri if mirror else out_dir  # the run folder as the user named it
     out_dir.mkdir(parents=True, exist_ok=True)
     finished = runfolder.finished_result(out_dir)
     if resume and finished is not None:
-        report_finished(finished, out_dir, log)
+        report_finished(finished, shown, log)
         return finished
     state = checkpoint.load(out_dir) if resume else None
-    held = (runfolder.CHECKPOINT, runfolder.JOURNAL)
-    if not resume and (finished is not None or any((out_dir / f).exists() for f in held)):
-        raise UserError(
-            f"{out_dir}: holds a search already; use --resume {out_dir} or another --out"
-        )
+    if not resume and runfolder.holds_search(out_dir):
+        raise UserError(f"{shown}: holds a search already; use --resume {shown} or another --out")
     if resume and state is None:
-        log(f"{out_dir}: killed before its first checkpoint; starting from the beginning")
+        log(f"{shown}: killed before its first checkpoint; starting from the beginning")
     state = state or checkpoint.SearchState()
     prior_seconds = state.seconds  # generation time spent before a resume
 
     uri = cfg.tracking.mlflow_uri or default_uri(out_dir)
-    tracker = Tracker(uri, cfg.tracking.experiment, out_dir, run_id=state.mlflow_run_id)
+    # An s3:// run folder's own MLflow store keeps its artifacts in the bucket too.
+    artifacts = f"{mirror.uri}/mlartifacts" if mirror and not cfg.tracking.mlflow_uri else None
+    tracker = Tracker(uri, cfg.tracking.experiment, out_dir, state.mlflow_run_id, artifacts)
     if state.mlflow_run_id is None:
         state.mlflow_run_id = tracker.run_id
         tracker.log_params(config_to_dict(cfg))
         checkpoint.save(state, out_dir)  # a resume continues this MLflow run
+        sync()
     else:  # generations checkpointed before a kill whose metrics never reached MLflow
         logged = tracker.metric_steps("fitness_max")
         for row in state.generations:
@@ -138,13 +143,23 @@ def run_search(
 
     check_fits(cluster_demand(actor, cfg.resources.num_actors), ray.cluster_resources())
     factory = evaluator_factory or functools.partial(GenomeEvaluator, cfg)
-    pool = ActorPool(factory, cfg.resources.num_actors, actor, cfg.resources.max_retries, log)
+    res = cfg.resources
+    pool = ActorPool(
+        factory,
+        res.num_actors,
+        actor,
+        res.max_retries,
+        log,
+        placement=res.placement,
+        start_timeout_s=res.actor_start_timeout_s,
+    )
     try:
         on_generation = functools.partial(_log_generation, tracker)
         entries = journal.read(out_dir / runfolder.JOURNAL)
         log_file = journal.Journal(out_dir / runfolder.JOURNAL)
         kind = SteadyStateLoop if cfg.search.dispatch == "steady_state" else SearchLoop
-        loop = kind(cfg, out_dir, pool, state, log_file, cache_from(entries), on_generation, log)
+        cache = cache_from(entries)
+        loop = kind(cfg, out_dir, pool, state, log_file, cache, on_generation, log, sync)
         try:
             loop.run()
         finally:
@@ -164,7 +179,14 @@ def run_search(
             log("scoring held-out rows ...")
             state.final_rows = final_rows(cfg, pool, loop.space.names, best_recipe)
             checkpoint.save(state, out_dir)
+            sync()
         result.update(state.final_rows or {})
+    except SearchStopped as exc:
+        tracker.finish("KILLED")
+        raise SearchStopped(
+            f"{exc}. Everything evaluated so far is kept; once the cluster has room, "
+            f"continue with: jradievo search --resume {shown}"
+        ) from None
     except BaseException:
         tracker.finish("FAILED")
         raise
@@ -173,6 +195,7 @@ def run_search(
     if cfg.search.export_best:
         log("exporting the best merge ...")
         result["export"] = export_best(cfg, best_recipe, out_dir, actor)
+        sync()
         faults.point("exported")
 
     result["mlflow"] = {"tracking_uri": uri, "run_id": tracker.run_id}
@@ -180,7 +203,9 @@ def run_search(
     log_final(tracker, cfg, state, result, out_dir)
     # Last: a result.json means the run is finished.
     write_atomic(out_dir / runfolder.RESULT, json.dumps(result, indent=2, ensure_ascii=False))
-    report(result, out_dir, log)
+    sync()
+    log_table(result, log)
+    log(f"\nresult: {shown}/{runfolder.RESULT}  ({result['seconds']:.0f}s)")
     return result
 
 

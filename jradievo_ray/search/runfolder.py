@@ -24,3 +24,8 @@ def finished_result(out_dir: Path) -> dict[str, Any] | None:
     """The result of a finished run, or None while it is not finished."""
     path = out_dir / RESULT
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def holds_search(out_dir: Path) -> bool:
+    """Whether a search has started in this folder (finished or not)."""
+    return any((out_dir / name).exists() for name in (RESULT, CHECKPOINT, JOURNAL))

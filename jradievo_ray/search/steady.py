@@ -29,7 +29,6 @@ import json
 import time
 from collections.abc import Iterator
 
-from jradievo_ray.progress import format_eta
 from jradievo_ray.search import checkpoint, runfolder
 from jradievo_ray.search.evaluation import GenomeTask, Outcome, Task
 from jradievo_ray.search.ga import Individual, individual
@@ -83,13 +82,16 @@ class SteadyStateLoop(SearchLoop):
                 inflight[key] = genome
                 sent.add(genome_key(genome))
                 write_atomic(inflight_file, json.dumps(list(inflight.values())))
+                self.sync()
                 yield key, GenomeTask(genome)
 
         def arrived(key: int, outcome: Outcome, placement: Placement) -> None:
             nonlocal round_start
             genome = inflight.pop(key)
             entry = self._record(genome, outcome, placement)
+            self._done += 1
             write_atomic(inflight_file, json.dumps(list(inflight.values())))
+            self.sync()
             ind = individual(genome, entry["fitness"])
             insert(population, ind, size)
             self.hof.update([ind])
@@ -110,15 +112,13 @@ class SteadyStateLoop(SearchLoop):
         for idx, ind in enumerate(population):
             self._table_row(gen, idx, ind)
         row = self._checkpoint(gen, population, evaluated, seconds)
-        st = self.state
-        rate = sum(g["evaluated"] for g in st.generations) / max(st.seconds, 1e-9)
         best = self.hof[0].fitness.values[0]
         self.log(
             f"evaluated {done}/{budget}  best {best:6.2f}  mean {row['mean']:6.2f}"
-            f"  {seconds:6.1f}s  ETA {format_eta((budget - done) / rate)}"
+            f"  {seconds:6.1f}s  ETA {self._eta(budget - done)}"
         )
         if self.on_generation:
-            self.on_generation(row, st)
+            self.on_generation(row, self.state)
 
     def _breed(self, population: list[Individual], sent: set[tuple[float, ...]]) -> list[float]:
         """A child of the population that is neither evaluated nor in flight (random while
