@@ -76,7 +76,8 @@ def main() -> int:
     for r in runs:
         g = r["generational"]["heldout"]["best"]["fitness"]
         s = r["steady_state"]["heldout"]["best"]["fitness"]
-        print(f"{r['seed']:>4} {r['generational']['evaluated']:>5} {g:>12.2f} {s:>8.2f} {s - g:>+7.2f}")
+        n = r["generational"]["evaluated"]
+        print(f"{r['seed']:>4} {n:>5} {g:>12.2f} {s:>8.2f} {s - g:>+7.2f}")
     print(f"mean difference (steady - generational): {report['mean_difference']:+.2f}")
     return 0
 
