@@ -36,18 +36,21 @@ def checks(h: dict) -> dict[str, bool]:
     return out
 
 
+def search(out: Path, sets: list[str]) -> dict:
+    """`jradievo search --out OUT --set ...` in a process of its own; its result.json."""
+    cmd = [sys.executable, "-m", "jradievo_ray.cli", "search", "--out", str(out)]
+    for s in sets:
+        cmd += ["--set", s]
+    subprocess.run(cmd, check=True)
+    return json.loads((out / "result.json").read_text())
+
+
 def run_seed(seed: int, out_root: Path) -> dict:
     t0 = time.perf_counter()
     zoo = build_zoo(seed=seed)
     zoo_seconds = time.perf_counter() - t0
-    out = out_root / f"seed{seed}"
-    sets = [*zoo_overrides(zoo), f"search.seed={seed}"]
-    cmd = [sys.executable, "-m", "jradievo_ray.cli", "search", "--out", str(out)]
-    for s in sets:
-        cmd += ["--set", s]
     t1 = time.perf_counter()
-    subprocess.run(cmd, check=True)
-    result = json.loads((out / "result.json").read_text())
+    result = search(out_root / f"seed{seed}", [*zoo_overrides(zoo), f"search.seed={seed}"])
     return {
         "seed": seed,
         "zoo": result["zoo"],

@@ -12,24 +12,20 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from demo_seeds import search
 from machine import cpu_model
 
 from jradievo_ray.search.runfolder import JOURNAL
 from jradievo_ray.zoo import build_zoo, zoo_overrides
 
 
-def search(out: Path, sets: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "jradievo_ray.cli", "search", "--out", str(out)]
-    for s in sets:
-        cmd += ["--set", s]
+def timed_search(out: Path, sets: list[str]) -> dict:
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True)
-    result = json.loads((out / "result.json").read_text())
+    result = search(out, sets)
     evaluated = sum(1 for line in (out / JOURNAL).read_text().splitlines() if line.strip())
     return {
         "evaluated": evaluated,
@@ -42,8 +38,8 @@ def search(out: Path, sets: list[str]) -> dict:
 def run_seed(seed: int, out_root: Path) -> dict:
     zoo = build_zoo(seed=seed)
     sets = [*zoo_overrides(zoo), f"search.seed={seed}"]
-    generational = search(out_root / f"seed{seed}-generational", sets)
-    steady = search(
+    generational = timed_search(out_root / f"seed{seed}-generational", sets)
+    steady = timed_search(
         out_root / f"seed{seed}-steady",
         [
             *sets,
