@@ -72,13 +72,13 @@ def report_finished(result: dict[str, Any], shown: str | Path, log: Callable[[st
     """What `--resume` says of a run that is already finished (`shown`: its folder as the
     user named it, a path or s3:// URI)."""
     log(f"{shown}: the search is finished; nothing to resume")
-    log_table(result, log)
-    log(f"\nresult: {shown}/{runfolder.RESULT}  ({result['seconds']:.0f}s)")
+    report(result, shown, log)
 
 
-def log_table(result: dict[str, Any], log: Callable[[str], None]) -> None:
+def report(result: dict[str, Any], shown: str | Path, log: Callable[[str], None]) -> None:
     if "heldout" in result:
         log("\nheld-out results (0-100):\n" + heldout.format_table(result["heldout"]))
+    log(f"\nresult: {shown}/{runfolder.RESULT}  ({result['seconds']:.0f}s)")
 
 
 def _log_generation(tracker: Tracker, row: dict[str, Any], *_: Any) -> None:
@@ -204,8 +204,7 @@ def run_search(
     # Last: a result.json means the run is finished.
     write_atomic(out_dir / runfolder.RESULT, json.dumps(result, indent=2, ensure_ascii=False))
     sync()
-    log_table(result, log)
-    log(f"\nresult: {shown}/{runfolder.RESULT}  ({result['seconds']:.0f}s)")
+    report(result, shown, log)
     return result
 
 
