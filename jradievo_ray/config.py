@@ -21,6 +21,7 @@ from jradievo_ray.errors import UserError
 # dtypes by the names configs use (torch dtypes in hf/folder.py DTYPES)
 DType = Literal["float32", "float16", "bfloat16"]
 Placement = Literal["spread", "pack"]
+Objective = Literal["finding_f1", "rouge_l", "bleu4"]  # scorer metrics a search can maximise
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "demo.yaml"
 ZOO_PREFIX = "zoo:"  # a path inside the built-in demo zoo
@@ -147,6 +148,12 @@ class MergeConfig(Frozen):
         return self
 
 
+GENERATION_ONLY = {  # strategies that learn from whole generations only, and why
+    "cma_es": "CMA-ES updates its distribution",
+    "nsga2": "NSGA-II selects its parents",
+}
+
+
 class SearchConfig(Frozen):
     population: int = Field(default=12, ge=2, description="Genomes per generation.")
     generations: int = Field(default=6, ge=0, description="Generations after the initial one.")
@@ -162,6 +169,32 @@ class SearchConfig(Frozen):
         description="Initial population: random genomes; +uniform seeds it with the "
         "equal-weight merge; +sources with that and each source alone too, so the search "
         "starts from every source and never ends below the best of them on its own data.",
+    )
+    strategy: Literal["ga", "cma_es", "nsga2", "random"] = Field(
+        default="ga",
+        description="How genomes are bred after generation 0 (the seeds and random genomes, "
+        "the same for all): ga (DEAP's GA: tournament, SBX, polynomial mutation, elites), "
+        "cma_es (DEAP's CMA-ES in the genome normalised to [0, 1]), nsga2 (NSGA-II over "
+        "search.objectives) or random (uniform within the bounds, the baseline).",
+    )
+    sigma0: float = Field(
+        default=1 / 6,
+        gt=0,
+        description="cma_es: initial step size in the genome normalised to [0, 1] (1/6: "
+        "Optuna's default, which JRadiEvo used).",
+    )
+    objectives: list[Objective] = Field(
+        default=["finding_f1", "rouge_l", "bleu4"],
+        min_length=1,
+        description="Scores (each maximised, from the scorer) that NSGA-II trades off and "
+        "the Pareto front in result.json is taken over, for every strategy.",
+    )
+    pick: str = Field(
+        default="max_fitness",
+        description="Which genome becomes `best` (held-out row, export): max_fitness (the "
+        "highest search fitness), knee (the Pareto front member nearest the ideal point, "
+        "each objective scaled to [0, 1] over the front) or an objective's name (the front "
+        "member highest on it).",
     )
     dispatch: Literal["generational", "steady_state"] = Field(
         default="generational",
@@ -183,6 +216,17 @@ class SearchConfig(Frozen):
 
     @model_validator(mode="after")
     def _budget(self) -> SearchConfig:
+        if self.dispatch == "steady_state" and self.strategy in GENERATION_ONLY:
+            raise ValueError(
+                f"strategy {self.strategy}: {GENERATION_ONLY[self.strategy]} once per "
+                "generation, so it cannot run with dispatch steady_state; use dispatch "
+                "generational, or strategy ga or random"
+            )
+        if len(set(self.objectives)) < len(self.objectives):
+            raise ValueError(f"objectives: each at most once (got {self.objectives})")
+        if self.pick not in ("max_fitness", "knee", *self.objectives):
+            choices = ", ".join(["max_fitness", "knee", *self.objectives])
+            raise ValueError(f"pick: {self.pick!r} is none of {choices}")
         if self.dispatch == "generational" and self.evaluations is not None:
             raise ValueError(
                 "evaluations: only for dispatch steady_state (generational: "

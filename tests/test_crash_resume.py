@@ -104,6 +104,28 @@ def test_killed_at_every_phase_resumes_to_the_uninterrupted_result(uninterrupted
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
 
+def test_cma_es_killed_twice_resumes_to_its_uninterrupted_result(tmp_path):
+    """What CMA-ES learns between generations is in the checkpoint (every strategy's
+    resume is also tested in-process, in test_strategies.py)."""
+    flag = "--strategy=cma_es"
+    whole = toy_search(tmp_path / "whole", flag)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    expected = json.loads((tmp_path / "whole" / "result.json").read_text())
+    out = tmp_path / "run"
+    for i, fault in enumerate(["evaluated:8", "evaluated:6"]):  # in generations 1 and 2
+        killed = toy_search(out, flag, *(["--resume"] if i else []), fault=fault)
+        assert killed.returncode == -signal.SIGKILL, (fault, killed.stderr[-3000:])
+    assert checkpoint.load(out).gen >= 1
+    resumed = toy_search(out, flag, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert comparable(result) == comparable(expected)
+    assert result["pareto"] == expected["pareto"]
+    assert result["pareto"] and all(m["heldout"] is None for m in result["pareto"])
+    genomes = [tuple(e["genome"]) for e in journal.read(out / "evaluations.jsonl")]
+    assert len(genomes) == len(set(genomes)) == sum(g["evaluated"] for g in result["generations"])
+
+
 def test_steady_state_killed_again_and_again_evaluates_each_genome_once(tmp_path):
     """Kills with genomes in flight (sent, not returned): the resumed search evaluates
     them first, once, and the journal ends with the budget, every genome once."""

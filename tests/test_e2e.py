@@ -85,6 +85,30 @@ def test_small_search_end_to_end(small_run):
     for row in ("best", "uniform", "blind", "best_images_shuffled"):
         assert row in proc.stdout  # the end-of-search table
     assert (out / "config.yaml").is_file() and (out / "fitness.png").is_file()
+    assert (out / "pareto.png").is_file()
+
+
+def test_the_result_holds_the_pareto_front_with_held_out_rows(small_run):
+    _, out = small_run
+    result = json.loads((out / "result.json").read_text())
+    front = result["pareto"]
+    assert front
+    objectives = ["finding_f1", "rouge_l", "bleu4"]
+    for m in front:
+        assert set(m) == {"genome", "recipe", "search", "heldout"}
+        assert list(m["search"]) == objectives
+        assert set(m["heldout"]) == set(result["heldout"]["best"])
+        others = [o for o in front if o is not m]
+        assert not any(
+            all(o["search"][k] >= m["search"][k] for k in objectives) and o["search"] != m["search"]
+            for o in others
+        )
+    # max_fitness picks the hall of fame's best, a front member; its held-out row is the table's
+    [best] = [m for m in front if m["genome"] == result["best"]["genome"]]
+    assert best["heldout"] == result["heldout"]["best"]
+    journal = [json.loads(line) for line in (out / "evaluations.jsonl").read_text().splitlines()]
+    for e in journal:  # every genome evaluated is on the front or dominated by a member
+        assert any(all(m["search"][k] >= e["metrics"][k] for k in objectives) for m in front)
 
 
 def test_the_result_names_the_zoo_that_produced_it(small_run, zoo):

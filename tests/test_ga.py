@@ -15,7 +15,7 @@ def sphere(g):  # maximum at 0.5 in every gene
 def run(seed, gens=15):
     cfg = SearchConfig(population=12, generations=gens, seed=seed)
     ga = GeneticAlgorithm(BOUNDS, cfg, random.Random(seed))
-    pop = ga.initial_population([])
+    pop = [individual(g) for g in ga.first([])]
     history = []
     for _ in range(gens):
         for ind in pop:
@@ -47,8 +47,8 @@ def test_initial_population_keeps_seeds_first():
     cfg = SearchConfig(population=4)
     ga = GeneticAlgorithm(BOUNDS, cfg, random.Random(0))
     seed = [0.0, 1.0, 1.0, 1.0, 1.0]
-    pop = ga.initial_population([seed])
-    assert list(pop[0]) == seed and len(pop) == 4
+    pop = ga.first([seed])
+    assert pop[0] == seed and len(pop) == 4
 
 
 def test_a_restored_hall_of_fame_keeps_the_order_of_ties():

@@ -1,6 +1,6 @@
-"""`python tests/toy_search.py OUT [--resume] [--steady]`: the search driver (`run_search`,
-as `jradievo search` runs it) on the toy objective, generational or steady-state, in a
-process of its own, so that crash tests can SIGKILL it and its private Ray at an exact
+"""`python tests/toy_search.py OUT [--resume] [--steady] [--strategy=NAME]`: the search
+driver (`run_search`, as `jradievo search` runs it) on the toy objective, generational or
+steady-state, with any strategy, in a process of its own, so that crash tests can SIGKILL it and its private Ray at an exact
 phase (JRADIEVO_FAULT) and resume it. OUT is a path or an s3:// run folder."""
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ SETTINGS = [
 def main(argv: list[str]) -> int:
     ray.cloudpickle.register_pickle_by_value(toy_evaluator)
     steady = ["search.dispatch=steady_state", "search.evaluations=20"]
-    cfg = load_config(None, SETTINGS + (steady if "--steady" in argv else []))
+    chosen = [f"search.strategy={a.split('=', 1)[1]}" for a in argv if a.startswith("--strategy=")]
+    cfg = load_config(None, SETTINGS + (steady if "--steady" in argv else []) + chosen)
     factory = functools.partial(toy_evaluator.ToyEvaluator)
     out, mirror = run_folder(argv[0])
     run_search(cfg, out, resume="--resume" in argv, evaluator_factory=factory, mirror=mirror)

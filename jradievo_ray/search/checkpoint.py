@@ -1,7 +1,7 @@
 """Search state after each generation, written atomically so a killed driver resumes.
 
-Holds population, hall of fame, the GA's RNG state, the per-generation log, the MLflow run
-id, and once scored the held-out rows. Every genome's result is in the journal
+Holds the strategy's state, hall of fame, the search's RNG state, the per-generation log,
+the MLflow run id, and once scored the held-out rows. Every genome's result is in the journal
 (journal.py), which the search reads back beside it. Pickle: it is written and read only
 by the driver.
 """
@@ -17,13 +17,13 @@ from jradievo_ray.errors import UserError
 from jradievo_ray.search.runfolder import CHECKPOINT
 from jradievo_ray.storage import write_atomic
 
-VERSION = 3
+VERSION = 4
 
 
 @dataclass
 class SearchState:
     gen: int = -1  # last completed generation; -1 = nothing evaluated yet
-    population: list[tuple[list[float], float]] = field(default_factory=list)
+    strategy: Any = None  # what the strategy learned (strategy.py), after `gen`
     hall_of_fame: list[tuple[list[float], float]] = field(default_factory=list)
     rng_state: Any = None
     journaled: int = 0  # distinct genomes in the journal at this checkpoint

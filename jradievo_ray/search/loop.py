@@ -14,12 +14,14 @@ from deap import tools
 from jradievo_ray import faults
 from jradievo_ray.config import Config
 from jradievo_ray.progress import format_eta
-from jradievo_ray.search import checkpoint, journal
+from jradievo_ray.search import checkpoint, journal, pareto
 from jradievo_ray.search.actors import ActorPool
 from jradievo_ray.search.evaluation import STAGES, GenomeTask, Outcome, Task
-from jradievo_ray.search.ga import GeneticAlgorithm, individual, restore_hall_of_fame
+from jradievo_ray.search.ga import individual, restore_hall_of_fame
 from jradievo_ray.search.journal import Journal, Placement
 from jradievo_ray.search.space import make_space
+from jradievo_ray.search.strategies import make_strategy
+from jradievo_ray.search.strategy import Scored
 
 WORST_FITNESS = 0.0  # fitness is on 0-100; a failed genome gets the bottom of the scale
 
@@ -34,7 +36,7 @@ def cache_from(entries: list[dict[str, Any]]) -> dict[tuple[float, ...], dict[st
 
 
 class SearchLoop:
-    """Runs (or resumes) the GA; `pool` evaluates its GenomeTasks."""
+    """Runs (or resumes) the search's strategy; `pool` evaluates its GenomeTasks."""
 
     def __init__(
         self,
@@ -69,7 +71,9 @@ class SearchLoop:
         self.rng = random.Random(cfg.search.seed)
         if state.rng_state is not None:
             self.rng.setstate(state.rng_state)
-        self.ga = GeneticAlgorithm(self.space.bounds, cfg.search, self.rng)
+        self.strategy = make_strategy(cfg.search.strategy, self.space.bounds, cfg.search, self.rng)
+        if state.gen >= 0:
+            self.strategy.restore(state.strategy)
         self.hof = tools.HallOfFame(cfg.search.hall_of_fame)
         restore_hall_of_fame(self.hof, state.hall_of_fame)
 
@@ -153,7 +157,7 @@ class SearchLoop:
         st = self.state
         st.gen = gen
         st.generations.append(row)
-        st.population = [(list(ind), ind.fitness.values[0]) for ind in population]
+        st.strategy = self.strategy.state()
         st.hall_of_fame = [(list(ind), ind.fitness.values[0]) for ind in self.hof]
         st.rng_state = self.rng.getstate()
         st.journaled = len(self.cache)
@@ -170,23 +174,46 @@ class SearchLoop:
             seeds += [self.space.encode_source(n) for n in self.space.names]
         return seeds
 
+    def scored(self, genome: list[float]) -> Scored:
+        """A journaled genome as strategies see it: fitness and `search.objectives`."""
+        entry = self.cache[genome_key(genome)]
+        metrics = entry["metrics"] or {}
+        objectives = tuple(
+            float(metrics.get(name, WORST_FITNESS)) for name in self.cfg.search.objectives
+        )
+        return Scored(list(genome), entry["fitness"], objectives)
+
+    def _generation(self, gen: int, genomes: list[list[float]]) -> None:
+        """Evaluate one generation, tell the strategy, checkpoint."""
+        t0 = time.perf_counter()
+        population = [individual(g) for g in genomes]
+        evaluated = self._evaluate(population, gen)
+        self.strategy.tell([self.scored(ind) for ind in population])
+        self._finish_generation(gen, population, evaluated, t0)
+
     def run(self) -> checkpoint.SearchState:
         st = self.state
         if st.gen < 0:
-            t0 = time.perf_counter()
-            population = self.ga.initial_population(self._seed_genomes())
-            evaluated = self._evaluate(population, 0)
-            self._finish_generation(0, population, evaluated, t0)
+            self._generation(0, self.strategy.first(self._seed_genomes()))
         else:
             self.log(f"resuming after generation {st.gen} ({len(self.cache)} genomes journaled)")
-        population = [individual(g, f) for g, f in st.population]
         for gen in range(st.gen + 1, self.cfg.search.generations + 1):
-            t0 = time.perf_counter()
-            population = self.ga.next_generation(population)
-            evaluated = self._evaluate(population, gen)
-            self._finish_generation(gen, population, evaluated, t0)
+            self._generation(gen, self.strategy.ask())
         return st
+
+    def front(self) -> list[Scored]:
+        """The Pareto front of every genome evaluated without error, on `search.objectives`
+        (journal order)."""
+        done = [self.scored(e["genome"]) for e in self.cache.values() if not e["error"]]
+        return [done[i] for i in pareto.front([s.objectives for s in done])]
 
     @property
     def best(self) -> tuple[list[float], float]:
-        return list(self.hof[0]), self.hof[0].fitness.values[0]
+        """The genome `search.pick` chooses, and its search fitness."""
+        rule = self.cfg.search.pick
+        members = self.front() if rule != "max_fitness" else []
+        if not members:  # max_fitness, or nothing evaluated without error
+            return list(self.hof[0]), self.hof[0].fitness.values[0]
+        points = [m.objectives for m in members]
+        i = pareto.pick(rule, self.cfg.search.objectives, points, [m.fitness for m in members])
+        return members[i].genome, members[i].fitness

@@ -28,6 +28,7 @@ from jradievo_ray.search.resources import (
     cluster_demand,
 )
 from jradievo_ray.search.steady import SteadyStateLoop
+from jradievo_ray.search.strategy import Scored
 from jradievo_ray.storage import RunMirror, write_atomic, write_folder_atomic
 from jradievo_ray.tracking import Tracker, default_uri
 from jradievo_ray.zoo.build import identity
@@ -66,6 +67,36 @@ def fitness_figure(generations: list[dict[str, Any]]):
     ax.legend()
     ax.grid(alpha=0.3)
     return fig
+
+
+def pareto_figure(front: list[dict[str, Any]], best_genome: list[float]):
+    """Finding F1 against ROUGE-L of the Pareto front's members, held-out where there is a
+    held-out split (else on the search split); the picked `best` is marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    split = "heldout" if all(m["heldout"] for m in front) else "search"
+    points = [(m[split].get("rouge_l"), m[split].get("finding_f1")) for m in front]
+    picked = [m["genome"] == best_genome for m in front]
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.scatter([p[0] for p in points], [p[1] for p in points], label="Pareto front")
+    best = [p for p, is_best in zip(points, picked, strict=True) if is_best]
+    if best:
+        ax.scatter(*zip(*best, strict=True), marker="*", s=220, c="crimson", label="best")
+    ax.set_xlabel(f"ROUGE-L ({split})")
+    ax.set_ylabel(f"finding F1 ({split})")
+    ax.set_title(f"{len(front)} non-dominated genomes")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def save_figure(fig, path: Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    return write_atomic(path, buffer.getvalue())
 
 
 def report_finished(result: dict[str, Any], shown: str | Path, log: Callable[[str], None]) -> None:
@@ -166,6 +197,7 @@ def run_search(
             log_file.close()
         best_genome, best_fit = loop.best
         best_recipe = loop.space.decode(best_genome)
+        front = loop.front()
         result = {
             "best": {
                 "genome": best_genome,
@@ -176,11 +208,14 @@ def run_search(
             "zoo": zoo,
         }
         if cfg.data.heldout and state.final_rows is None:
-            log("scoring held-out rows ...")
-            state.final_rows = final_rows(cfg, pool, loop.space.names, best_recipe)
+            log(f"scoring held-out rows and the {len(front)} genomes of the Pareto front ...")
+            front_recipes = [loop.space.decode(m.genome) for m in front]
+            state.final_rows = final_rows(cfg, pool, loop.space.names, best_recipe, front_recipes)
             checkpoint.save(state, out_dir)
             sync()
         result.update(state.final_rows or {})
+        front_heldout = result.pop("pareto_heldout", None) or [None] * len(front)
+        result["pareto"] = pareto_entries(cfg, loop.space, front, front_heldout)
     except SearchStopped as exc:
         tracker.finish("KILLED")
         raise SearchStopped(
@@ -228,8 +263,29 @@ def export_best(cfg: Config, recipe, out_dir: Path, actor: ActorResources) -> di
     return {"dir": str(folder), "mergekit_yaml": str(folder / MERGEKIT_YAML)}
 
 
-def final_rows(cfg: Config, pool: ActorPool, names: tuple[str, ...], best_recipe) -> dict[str, Any]:
+def pareto_entries(
+    cfg: Config, space, front: list[Scored], front_heldout: list[dict[str, Any] | None]
+) -> list[dict[str, Any]]:
+    """result.json's "pareto": each front member's genome, recipe, search objectives and
+    held-out row (null without a held-out split)."""
+    return [
+        {
+            "genome": member.genome,
+            "recipe": space.decode(member.genome).to_dict(),
+            "search": dict(zip(cfg.search.objectives, member.objectives, strict=True)),
+            "heldout": row,
+        }
+        for member, row in zip(front, front_heldout, strict=True)
+    ]
+
+
+def final_rows(
+    cfg: Config, pool: ActorPool, names: tuple[str, ...], best_recipe, front_recipes: list
+) -> dict[str, Any]:
+    """The held-out table, per-finding F1, ablations and the Pareto front's held-out rows
+    (`pareto_heldout`, in front order), all evaluated in one pass over the pool."""
     rows = heldout.recipe_rows(list(names), best_recipe)
+    rows.update({f"front/{i}": (recipe, None) for i, recipe in enumerate(front_recipes)})
     tasks: list[Task] = [RecipeTask(recipe, "heldout", seed) for recipe, seed in rows.values()]
     outcomes = dict(zip(rows, pool.map(tasks, lambda *_: faults.point("heldout")), strict=True))
     failed = {k: v.error for k, v in outcomes.items() if isinstance(v, Failure)}
@@ -260,7 +316,12 @@ def final_rows(cfg: Config, pool: ActorPool, names: tuple[str, ...], best_recipe
         k: rows_done[k].per_finding for k in ["best", "blind", *(f"source/{n}" for n in names)]
     }
     ablation = {n: heldout.row_metrics(rows_done[f"ablation/{n}"].metrics) for n in names}
-    extra: dict[str, Any] = {"blind_text": text}
+    extra: dict[str, Any] = {
+        "blind_text": text,
+        "pareto_heldout": [
+            heldout.row_metrics(rows_done[f"front/{i}"].metrics) for i in range(len(front_recipes))
+        ],
+    }
     if cfg.tracking.log_report_text:
         extra["sample_reports"] = {k: (rows_done[k].texts or [])[:5] for k in ("best", "uniform")}
     return {"heldout": table, "heldout_per_finding": per_finding, "ablation": ablation, **extra}
@@ -272,12 +333,24 @@ def log_final(
     """Everything the MLflow run keeps of a finished search; safe to redo after a kill."""
     tracker.log_table(state.genome_table, "genomes.json")
     tracker.log_text(yaml.safe_dump(result["best"]["recipe"], sort_keys=False), "best_recipe.yaml")
-    fig = fitness_figure(state.generations)
-    plot = out_dir / runfolder.FITNESS_PLOT
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    write_atomic(plot, buffer.getvalue())
-    tracker.log_file(plot)
+    fitness_plot = save_figure(fitness_figure(state.generations), out_dir / runfolder.FITNESS_PLOT)
+    tracker.log_file(fitness_plot)
+    front = result["pareto"]
+    if front and {"rouge_l", "finding_f1"} <= set(front[0]["heldout"] or front[0]["search"]):
+        fig = pareto_figure(front, result["best"]["genome"])
+        tracker.log_file(save_figure(fig, out_dir / runfolder.PARETO_PLOT))
+    tracker.log_table(
+        [
+            {
+                "best": m["genome"] == result["best"]["genome"],
+                **{f"search/{k}": v for k, v in m["search"].items()},
+                **{f"heldout/{k}": v for k, v in (m["heldout"] or {}).items()},
+                "genome": json.dumps(m["genome"]),
+            }
+            for m in front
+        ],
+        "pareto.json",
+    )
     faults.point("logging")
     if "export" in result:
         tracker.log_file(Path(result["export"]["mergekit_yaml"]))

@@ -18,6 +18,7 @@ INFLIGHT = "inflight.json"  # steady-state dispatch: genomes sent and not yet re
 RESULT = "result.json"
 EXPORT = "export"
 FITNESS_PLOT = "fitness.png"
+PARETO_PLOT = "pareto.png"
 
 
 def finished_result(out_dir: Path) -> dict[str, Any] | None:

@@ -28,12 +28,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from typing import cast
 
 from jradievo_ray.search import checkpoint, runfolder
 from jradievo_ray.search.evaluation import GenomeTask, Outcome, Task
 from jradievo_ray.search.ga import Individual, individual
 from jradievo_ray.search.journal import Placement
 from jradievo_ray.search.loop import SearchLoop, genome_key
+from jradievo_ray.search.strategy import SteadyStrategy
 from jradievo_ray.storage import write_atomic
 
 BREED_TRIES = 100  # children bred in a row before accepting a duplicate of a known genome
@@ -60,7 +62,7 @@ class SteadyStateLoop(SearchLoop):
             insert(population, individual(entry["genome"], entry["fitness"]), size)
         self.hof.update(population)
         self.rng.seed(cfg.seed)
-        pending = self.ga.initial_population(self._seed_genomes())
+        pending = self.strategy.first(self._seed_genomes())
         inflight_file = self.out_dir / runfolder.INFLIGHT
         if self.cache or inflight_file.exists():
             self.log(f"resuming after {len(self.cache)} evaluations (journaled)")
@@ -123,11 +125,10 @@ class SteadyStateLoop(SearchLoop):
     def _breed(self, population: list[Individual], sent: set[tuple[float, ...]]) -> list[float]:
         """A child of the population that is neither evaluated nor in flight (random while
         fewer than two genomes have returned, so that no actor waits)."""
+        breeder = cast(SteadyStrategy, self.strategy)
         for _ in range(BREED_TRIES):
-            if len(population) < 2:
-                genome = self.ga.random_genome()
-            else:
-                genome = list(self.ga.child(population))
+            few = len(population) < 2
+            genome = breeder.random_genome() if few else breeder.child(population)
             if genome_key(genome) not in self.cache and genome_key(genome) not in sent:
                 return genome
-        return self.ga.random_genome()  # the population has converged: explore
+        return breeder.random_genome()  # the population has converged: explore
