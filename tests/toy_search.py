@@ -1,7 +1,10 @@
-"""`python tests/toy_search.py OUT [--resume] [--steady] [--strategy=NAME]`: the search
-driver (`run_search`, as `jradievo search` runs it) on the toy objective, generational or
-steady-state, with any strategy, in a process of its own, so that crash tests can SIGKILL it and its private Ray at an exact
-phase (JRADIEVO_FAULT) and resume it. OUT is a path or an s3:// run folder."""
+"""`python tests/toy_search.py OUT [--resume] [--steady] [--strategy=NAME] [--hang-if=PATH]`:
+the search driver (`run_search`, as `jradievo search` runs it) on the toy objective,
+generational or steady-state, with any strategy, in a process of its own, so that crash
+tests can SIGKILL it and its private Ray at an exact phase (JRADIEVO_FAULT) and resume it.
+OUT is a path or an s3:// run folder. With
+`--hang-if=PATH`, every evaluation hangs while the file PATH exists (ToyEvaluator's hang_if),
+so a test can look at a search that is certain to be running."""
 
 from __future__ import annotations
 
@@ -30,7 +33,8 @@ def main(argv: list[str]) -> int:
     steady = ["search.dispatch=steady_state", "search.evaluations=20"]
     chosen = [f"search.strategy={a.split('=', 1)[1]}" for a in argv if a.startswith("--strategy=")]
     cfg = load_config(None, SETTINGS + (steady if "--steady" in argv else []) + chosen)
-    factory = functools.partial(toy_evaluator.ToyEvaluator)
+    hang_if = [a.split("=", 1)[1] for a in argv if a.startswith("--hang-if=")]
+    factory = functools.partial(toy_evaluator.ToyEvaluator, hang_if=(hang_if or [""])[0])
     out, mirror = run_folder(argv[0])
     run_search(cfg, out, resume="--resume" in argv, evaluator_factory=factory, mirror=mirror)
     return 0
