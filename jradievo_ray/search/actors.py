@@ -34,6 +34,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from jradievo_ray.errors import SearchStopped, UserError
 from jradievo_ray.search.evaluation import Evaluator, Failure, Outcome, Task, run_task
 from jradievo_ray.search.journal import Placement
+from jradievo_ray.search.metrics import SearchMetrics
 from jradievo_ray.search.resources import ActorResources, group_strategy
 
 ROOM_POLL_S = 1.0  # while no actor can work: how often to ask Ray whether one has room
@@ -96,6 +97,7 @@ class ActorPool:
         log: Callable[[str], None] = print,
         placement: str = "spread",
         start_timeout_s: float = 900.0,
+        metrics: SearchMetrics | None = None,
     ):
         self._remote = ray.remote(EvalActor)
         self._factory = factory
@@ -105,6 +107,7 @@ class ActorPool:
         self.max_retries = max_retries
         self.start_timeout_s = start_timeout_s
         self.log = log
+        self.metrics = metrics
         self.size = size
         self._group: PlacementGroup | None = None
         self.actors: list[Any] = []
@@ -168,6 +171,8 @@ class ActorPool:
         )
         self._spawn(a)
         self.replaced += 1
+        if self.metrics:
+            self.metrics.replaced()
 
     def _starting(self, ref: ray.ObjectRef) -> int | None:
         """Handle a finished placement probe or build; the actor index if it is now built."""
@@ -259,6 +264,7 @@ class ActorPool:
                     key, task = drawn
                 a = idle.pop()
                 inflight[self.actors[a].run.remote(task)] = (key, task, a)
+            self._observe(len(inflight))
             if not inflight and not queue and exhausted:
                 return
             timeout = None
@@ -302,6 +308,10 @@ class ActorPool:
                     placement = Placement(a, self.nodes[a], attempts.get(key, 0) + 1)
                 on_result(key, result, placement)
 
+    def _observe(self, in_flight: int) -> None:
+        if self.metrics:
+            self.metrics.actors(len(self._built), in_flight)
+
     def shutdown(self) -> None:
         for actor in self.actors:
             ray.kill(actor)
@@ -310,3 +320,4 @@ class ActorPool:
             self._group = None
         self.actors, self.nodes = [], []
         self._placing, self._building, self._built, self._awaiting_room = {}, {}, set(), set()
+        self._observe(0)

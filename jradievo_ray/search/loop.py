@@ -19,6 +19,7 @@ from jradievo_ray.search.actors import ActorPool
 from jradievo_ray.search.evaluation import STAGES, GenomeTask, Outcome, Task
 from jradievo_ray.search.ga import individual, restore_hall_of_fame
 from jradievo_ray.search.journal import Journal, Placement
+from jradievo_ray.search.metrics import SearchMetrics
 from jradievo_ray.search.space import make_space
 from jradievo_ray.search.strategies import make_strategy
 from jradievo_ray.search.strategy import Scored
@@ -49,11 +50,13 @@ class SearchLoop:
         on_generation: Callable[[dict[str, Any], checkpoint.SearchState], None] | None = None,
         log: Callable[[str], None] = print,
         sync: Callable[[], None] = lambda: None,
+        metrics: SearchMetrics | None = None,
     ):
         """`cache`: the results the journal already holds (read back on resume); the first
         `state.journaled` of them were known at the last checkpoint, the others came in
         during the generation a kill interrupted and count as that generation's. `sync`
-        runs after each write to the run folder (an s3:// run folder's upload)."""
+        runs after each write to the run folder (an s3:// run folder's upload); `metrics`
+        records live metrics (under Ray)."""
         self.cfg = cfg
         self.out_dir = out_dir
         self.pool = pool
@@ -63,6 +66,7 @@ class SearchLoop:
         self.known = set(list(cache)[: state.journaled])
         self.on_generation = on_generation
         self.sync = sync
+        self.metrics = metrics
         self._started = time.perf_counter()
         self._done = 0  # generations (or evaluations) this process finished, for the ETA
         self.log = log
@@ -103,6 +107,8 @@ class SearchLoop:
         self.journal.append(entry)
         self.sync()
         self.cache[genome_key(genome)] = entry
+        if self.metrics:
+            self.metrics.evaluation(entry["error"], entry["seconds"], len(self.cache))
         if entry["error"]:
             self.log(f"  genome failed (fitness {WORST_FITNESS}): {entry['error']}")
         faults.point("evaluated")
@@ -161,6 +167,8 @@ class SearchLoop:
         st.hall_of_fame = [(list(ind), ind.fitness.values[0]) for ind in self.hof]
         st.rng_state = self.rng.getstate()
         st.journaled = len(self.cache)
+        if self.metrics:
+            self.metrics.generation(gen, self.hof[0].fitness.values[0], row["mean"])
         st.seconds += seconds
         checkpoint.save(st, self.out_dir)
         self.sync()
