@@ -286,6 +286,25 @@ class TrackingConfig(Frozen):
     log_report_text: bool = Field(
         default=False, description="Log sample generated reports (PHI!) to MLflow."
     )
+    log_children: bool = Field(
+        default=True,
+        description="Log every evaluated genome as a nested child run of the search's run.",
+    )
+    register_model: str | None = Field(
+        default=None,
+        description="Register the best merge as a new version of this MLflow registered "
+        "model (needs search.export_best); null: no registration.",
+    )
+
+    @model_validator(mode="after")
+    def _no_secret_in_uri(self) -> TrackingConfig:
+        # The URI is logged as a param and saved in config.yaml, so it must hold no secret.
+        if self.mlflow_uri and "@" in self.mlflow_uri.split("://", 1)[-1].split("/", 1)[0]:
+            raise ValueError(
+                "mlflow_uri: holds credentials; set MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the environment instead"
+            )
+        return self
 
 
 class ResourcesConfig(Frozen):
@@ -323,6 +342,15 @@ class Config(Frozen):
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+
+    @model_validator(mode="after")
+    def _registry_needs_export(self) -> Config:
+        if self.tracking.register_model and not self.search.export_best:
+            raise ValueError(
+                "tracking.register_model: needs search.export_best: true (a registered "
+                "version points at the exported folder)"
+            )
+        return self
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:

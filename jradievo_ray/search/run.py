@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 import functools
 import io
+import itertools
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,36 +21,21 @@ from jradievo_ray.search import checkpoint, heldout, journal, runfolder
 from jradievo_ray.search.actors import ActorPool
 from jradievo_ray.search.evaluation import Evaluation, Failure, RecipeTask, Task
 from jradievo_ray.search.evaluator import GenomeEvaluator
+from jradievo_ray.search.local_ray import init_ray
 from jradievo_ray.search.loop import SearchLoop, cache_from
+from jradievo_ray.search.metrics import SearchMetrics
 from jradievo_ray.search.resources import (
     ActorResources,
     actor_resources,
     check_fits,
     cluster_demand,
 )
+from jradievo_ray.search.space import Space, make_space
 from jradievo_ray.search.steady import SteadyStateLoop
 from jradievo_ray.search.strategy import Scored
 from jradievo_ray.storage import RunMirror, write_atomic, write_folder_atomic
-from jradievo_ray.tracking import Tracker, default_uri
+from jradievo_ray.tracking import Tracker, default_uri, genome_child
 from jradievo_ray.zoo.build import identity
-
-
-def init_ray(address: str | None) -> None:
-    import ray
-
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if ray.is_initialized():
-        return
-    if address or os.environ.get("RAY_ADDRESS"):
-        ray.init(address=address or None, log_to_driver=True)
-    else:
-        # A private local instance on loopback; nothing listens on other interfaces.
-        ray.init(
-            address="local",
-            include_dashboard=False,
-            _node_ip_address="127.0.0.1",
-            log_to_driver=True,
-        )
 
 
 def fitness_figure(generations: list[dict[str, Any]]):
@@ -87,7 +73,7 @@ def pareto_figure(front: list[dict[str, Any]], best_genome: list[float]):
         ax.scatter(*zip(*best, strict=True), marker="*", s=220, c="crimson", label="best")
     ax.set_xlabel(f"ROUGE-L ({split})")
     ax.set_ylabel(f"finding F1 ({split})")
-    ax.set_title(f"{len(front)} non-dominated genomes")
+    ax.set_title(f"{len(front)} genomes non-dominated on the search split")
     ax.legend()
     ax.grid(alpha=0.3)
     return fig
@@ -116,6 +102,34 @@ def _log_generation(tracker: Tracker, row: dict[str, Any], *_: Any) -> None:
     metrics = {f"fitness_{k}": row[k] for k in ("max", "mean", "min")}
     metrics.update(evaluated=row["evaluated"], seconds=row["seconds"])
     tracker.log_metrics(metrics, step=row["gen"])
+
+
+def _log_children(
+    tracker: Tracker,
+    space: Space,
+    stage: str,
+    journal_path: Path,
+    state: checkpoint.SearchState,
+    logged: set[int],
+) -> None:
+    """Queue a child run for each journal line of a finished generation (or round) not yet
+    in `logged`, which it updates. Generation g's lines follow those of 0..g-1: each row of
+    `state.generations` counts the lines its generation added."""
+    ends = list(itertools.accumulate(row["evaluated"] for row in state.generations))
+    entries = journal.read(journal_path)[: ends[-1] if ends else 0]
+    children = [
+        genome_child(
+            i,
+            entry,
+            (stage, state.generations[bisect.bisect_right(ends, i)]["gen"]),
+            dict(zip(space.gene_names, entry["genome"], strict=True)),
+            space.decode(entry["genome"]).to_dict(),
+        )
+        for i, entry in enumerate(entries)
+        if i not in logged
+    ]
+    tracker.log_children(children)
+    logged.update(child.index for child in children)
 
 
 def run_search(
@@ -152,6 +166,15 @@ def run_search(
     # An s3:// run folder's own MLflow store keeps its artifacts in the bucket too.
     artifacts = f"{mirror.uri}/mlartifacts" if mirror and not cfg.tracking.mlflow_uri else None
     tracker = Tracker(uri, cfg.tracking.experiment, out_dir, state.mlflow_run_id, artifacts)
+    space = make_space([m.name for m in cfg.models.merge_sources], cfg.merge)
+    stage = "round" if cfg.search.dispatch == "steady_state" else "generation"
+    children: set[int] = set()  # journal lines whose child run is logged
+
+    def on_generation(row: dict[str, Any], st: checkpoint.SearchState) -> None:
+        _log_generation(tracker, row)
+        if cfg.tracking.log_children:
+            _log_children(tracker, space, stage, out_dir / runfolder.JOURNAL, st, children)
+
     if state.mlflow_run_id is None:
         state.mlflow_run_id = tracker.run_id
         tracker.log_params(config_to_dict(cfg))
@@ -162,6 +185,10 @@ def run_search(
         for row in state.generations:
             if row["gen"] not in logged:
                 _log_generation(tracker, row)
+        if cfg.tracking.log_children:  # and their genomes' child runs
+            children |= tracker.logged_children()
+            _log_children(tracker, space, stage, out_dir / runfolder.JOURNAL, state, children)
+            tracker.wait_children()  # MLflow holds every checkpointed generation from here
     log(f"MLflow run {tracker.run_id} at {uri}")
     zoo = identity(cfg.models.base.path)
     if zoo:  # figures differ with the CPU that trained the zoo: say which zoo this is
@@ -175,6 +202,7 @@ def run_search(
     check_fits(cluster_demand(actor, cfg.resources.num_actors), ray.cluster_resources())
     factory = evaluator_factory or functools.partial(GenomeEvaluator, cfg)
     res = cfg.resources
+    metrics = SearchMetrics(tracker.run_id)
     pool = ActorPool(
         factory,
         res.num_actors,
@@ -183,14 +211,14 @@ def run_search(
         log,
         placement=res.placement,
         start_timeout_s=res.actor_start_timeout_s,
+        metrics=metrics,
     )
     try:
-        on_generation = functools.partial(_log_generation, tracker)
         entries = journal.read(out_dir / runfolder.JOURNAL)
         log_file = journal.Journal(out_dir / runfolder.JOURNAL)
         kind = SteadyStateLoop if cfg.search.dispatch == "steady_state" else SearchLoop
         cache = cache_from(entries)
-        loop = kind(cfg, out_dir, pool, state, log_file, cache, on_generation, log, sync)
+        loop = kind(cfg, out_dir, pool, state, log_file, cache, on_generation, log, sync, metrics)
         try:
             loop.run()
         finally:
@@ -236,6 +264,11 @@ def run_search(
     result["mlflow"] = {"tracking_uri": uri, "run_id": tracker.run_id}
     result["seconds"] = prior_seconds + time.perf_counter() - t_start
     log_final(tracker, cfg, state, result, out_dir)
+    if cfg.tracking.register_model:
+        exported = f"{mirror.uri}/{runfolder.EXPORT}" if mirror else result["export"]["dir"]
+        version = register_best(tracker, cfg.tracking.register_model, result, exported)
+        result["mlflow"]["model_version"] = version
+        log(f"registered {cfg.tracking.register_model} version {version}")
     # Last: a result.json means the run is finished.
     write_atomic(out_dir / runfolder.RESULT, json.dumps(result, indent=2, ensure_ascii=False))
     sync()
@@ -362,6 +395,32 @@ def log_final(
         result = {k: v for k, v in result.items() if k != "blind_text"}
     tracker.log_text(json.dumps(result, indent=2, ensure_ascii=False), runfolder.RESULT)
     tracker.finish()
+
+
+def register_best(tracker: Tracker, name: str, result: dict[str, Any], exported: str) -> str:
+    """Register the best merge as a version of model `name`: the version's source is the
+    search run's artifacts (recipe, mergekit YAML), its tags and description carry the
+    recipe, held-out metrics and the exported folder; returns the version."""
+    best = result["best"]
+    heldout_best = result.get("heldout", {}).get("best", {})
+    tags = {
+        "export_dir": exported,
+        "recipe": json.dumps(best["recipe"], ensure_ascii=False),
+        "genome": json.dumps(best["genome"]),
+        "search_fitness": str(best["search_fitness"]),
+        **{f"heldout/{k}": str(v) for k, v in heldout_best.items()},
+    }
+    if result.get("zoo"):
+        tags["zoo_fingerprint"] = result["zoo"]["fingerprint"]
+    table = "\n".join(f"| {k} | {v:.2f} |" for k, v in heldout_best.items() if k != "n")
+    description = (
+        f"Best merge of search run {tracker.run_id}.\n\n"
+        f"Exported folder (merged VLM + mergekit YAML): `{exported}`\n\n"
+        f"Held-out metrics (0-100, best):\n\n| metric | value |\n|---|---|\n{table}\n\n"
+        f"Recipe:\n\n```yaml\n{yaml.safe_dump(best['recipe'], sort_keys=False)}```\n"
+    )
+    version, _ = tracker.register(name, tracker.artifact_uri, tags, description)
+    return version
 
 
 def save_config(cfg: Config, out_dir: Path) -> None:
