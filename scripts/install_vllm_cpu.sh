@@ -37,7 +37,7 @@ printf 'torch==%s\n' "$TORCH" >"$CONSTRAINTS"
 echo "==> torch $TORCH"
 "${PIP[@]}" "torch==$TORCH"
 echo "==> project (dev, cpu-vllm extras)"
-"${PIP[@]}" -c "$CONSTRAINTS" -e "$ROOT[dev,cpu-vllm]"
+"${PIP[@]}" -c "$CONSTRAINTS" -e "${ROOT}[dev,cpu-vllm]"
 echo "==> removing torchaudio, torchcodec"
 "$PY" -m pip uninstall --quiet -y torchaudio torchcodec 2>/dev/null || true
 echo "==> patching torchvision"

