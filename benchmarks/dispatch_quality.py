@@ -37,7 +37,7 @@ def timed_search(out: Path, sets: list[str]) -> dict:
 
 def run_seed(seed: int, out_root: Path) -> dict:
     zoo = build_zoo(seed=seed)
-    sets = [*zoo_overrides(zoo), f"search.seed={seed}"]
+    sets = [*zoo_overrides(zoo), f"search.seed={seed}", "search.strategy=ga"]  # both ga
     generational = timed_search(out_root / f"seed{seed}-generational", sets)
     steady = timed_search(
         out_root / f"seed{seed}-steady",

@@ -170,12 +170,14 @@ class SearchConfig(Frozen):
         "equal-weight merge; +sources with that and each source alone too, so the search "
         "starts from every source and never ends below the best of them on its own data.",
     )
-    strategy: Literal["ga", "cma_es", "nsga2", "random"] = Field(
-        default="ga",
+    strategy: Literal["ga", "cma_es", "nsga2", "random"] | None = Field(
+        default=None,
         description="How genomes are bred after generation 0 (the seeds and random genomes, "
-        "the same for all): ga (DEAP's GA: tournament, SBX, polynomial mutation, elites), "
-        "cma_es (DEAP's CMA-ES in the genome normalised to [0, 1]), nsga2 (NSGA-II over "
-        "search.objectives) or random (uniform within the bounds, the baseline).",
+        "the same for all): nsga2 (NSGA-II over search.objectives; the default, which found "
+        "the best merges at equal budget, benchmarks/RESULTS.md), ga (DEAP's GA: "
+        "tournament, SBX, polynomial mutation, elites), cma_es (DEAP's CMA-ES in the genome "
+        "normalised to [0, 1]) or random (uniform within the bounds, the baseline). null: "
+        "nsga2, or ga with dispatch steady_state, where NSGA-II cannot run.",
     )
     sigma0: float = Field(
         default=1 / 6,
@@ -235,6 +237,13 @@ class SearchConfig(Frozen):
         if self.evaluations is not None and self.evaluations < self.population:
             raise ValueError(f"evaluations: at least the population ({self.population})")
         return self
+
+    @property
+    def chosen_strategy(self) -> str:
+        """`strategy`, with null resolved: nsga2, or ga under steady-state dispatch."""
+        if self.strategy:
+            return self.strategy
+        return "ga" if self.dispatch == "steady_state" else "nsga2"
 
     @property
     def budget(self) -> int:

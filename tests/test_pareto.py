@@ -68,7 +68,13 @@ def test_strategy_settings_are_checked(sets, message):
 @pytest.mark.parametrize("strategy", ["ga", "random"])
 def test_ga_and_random_run_steady_state(strategy):
     cfg = load_config(None, [f"search.strategy={strategy}", "search.dispatch=steady_state"])
-    assert cfg.search.strategy == strategy
+    assert cfg.search.chosen_strategy == strategy
+
+
+def test_the_default_strategy_is_nsga2_and_ga_under_steady_state():
+    assert load_config(None, []).search.chosen_strategy == "nsga2"
+    steady = load_config(None, ["search.dispatch=steady_state"]).search
+    assert steady.strategy is None and steady.chosen_strategy == "ga"
 
 
 def test_cli_refuses_cma_es_steady_state_with_one_error_line(tmp_path):

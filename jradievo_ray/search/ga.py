@@ -1,5 +1,5 @@
-"""`search.strategy: ga`: DEAP genetic algorithm over real-valued genomes (the default).
-Driver-only; knows bounds, not recipes."""
+"""`search.strategy: ga`: DEAP genetic algorithm over real-valued genomes (the default of
+steady-state dispatch). Driver-only; knows bounds, not recipes."""
 
 from __future__ import annotations
 

@@ -75,7 +75,7 @@ class SearchLoop:
         self.rng = random.Random(cfg.search.seed)
         if state.rng_state is not None:
             self.rng.setstate(state.rng_state)
-        self.strategy = make_strategy(cfg.search.strategy, self.space.bounds, cfg.search, self.rng)
+        self.strategy = make_strategy(self.space.bounds, cfg.search, self.rng)
         if state.gen >= 0:
             self.strategy.restore(state.strategy)
         self.hof = tools.HallOfFame(cfg.search.hall_of_fame)

@@ -1,5 +1,5 @@
-"""`search.strategy: nsga2`: NSGA-II over `search.objectives` (each maximised), with DEAP's
-non-dominated sorting and crowding (`tools.selNSGA2`).
+"""`search.strategy: nsga2` (the default): NSGA-II over `search.objectives` (each maximised),
+with DEAP's non-dominated sorting and crowding (`tools.selNSGA2`).
 
 Each generation, the parents of the next are the best `search.population` of the last
 parents and the generation just evaluated together (elitist, mu + lambda), by Pareto rank

@@ -19,7 +19,5 @@ STRATEGIES: dict[str, type] = {
 }
 
 
-def make_strategy(
-    name: str, bounds: list[Bounds], config: SearchConfig, rng: random.Random
-) -> Strategy:
-    return STRATEGIES[name](bounds, config, rng)
+def make_strategy(bounds: list[Bounds], config: SearchConfig, rng: random.Random) -> Strategy:
+    return STRATEGIES[config.chosen_strategy](bounds, config, rng)
