@@ -77,15 +77,4 @@ class GeneticAlgorithm(Bounded):
         ]
         n = len(population) - len(elites)
         chosen = self.with_rng(tools.selTournament, population, n, tournsize=c.tournament_size)
-        offspring = [individual(ind) for ind in chosen]
-        low, high = self.fixed_bounds()
-        indpb = 1.0 / len(low)
-        for i in range(1, len(offspring), 2):
-            if self.rng.random() < c.crossover_prob:
-                self.with_rng(
-                    tools.cxSimulatedBinaryBounded, offspring[i - 1], offspring[i], c.eta, low, high
-                )
-        for ind in offspring:
-            if self.rng.random() < c.mutation_prob:
-                self.with_rng(tools.mutPolynomialBounded, ind, c.eta, low, high, indpb)
-        return elites + [self.clip(ind) for ind in offspring]
+        return elites + self.vary([individual(ind) for ind in chosen])

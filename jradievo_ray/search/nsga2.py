@@ -65,18 +65,8 @@ class NSGA2(Bounded):
         return self.parents[b] if key_b > key_a else self.parents[a]
 
     def ask(self) -> list[list[float]]:
-        c = self.config
-        offspring = [individual(self._tournament()) for _ in range(c.population)]
-        low, high = self.fixed_bounds()
-        for i in range(1, len(offspring), 2):
-            if self.rng.random() < c.crossover_prob:
-                self.with_rng(
-                    tools.cxSimulatedBinaryBounded, offspring[i - 1], offspring[i], c.eta, low, high
-                )
-        for ind in offspring:
-            if self.rng.random() < c.mutation_prob:
-                self.with_rng(tools.mutPolynomialBounded, ind, c.eta, low, high, 1.0 / len(low))
-        return [self.clip(list(ind)) for ind in offspring]
+        offspring = [individual(self._tournament()) for _ in range(self.config.population)]
+        return [list(ind) for ind in self.vary(offspring)]
 
     def state(self) -> list[tuple[list[float], tuple[float, ...]]]:
         return [(list(ind), tuple(ind.fitness.values)) for ind in self.parents]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
+from deap import tools
 
 from jradievo_ray.config import Bounds, SearchConfig
 
@@ -79,6 +80,21 @@ class Bounded:
         # DEAP's bounded operators divide by (high - low); widen degenerate genes a hair.
         high = [h if h > lo else lo + 1e-12 for lo, h in zip(self.low, self.high, strict=True)]
         return self.low, high
+
+    def vary(self, offspring: list) -> list:
+        """Cross neighbours (SBX, `crossover_prob` a pair) and mutate (polynomial,
+        `mutation_prob` a genome) DEAP individuals in place, within the bounds."""
+        c = self.config
+        low, high = self.fixed_bounds()
+        for i in range(1, len(offspring), 2):
+            if self.rng.random() < c.crossover_prob:
+                self.with_rng(
+                    tools.cxSimulatedBinaryBounded, offspring[i - 1], offspring[i], c.eta, low, high
+                )
+        for ind in offspring:
+            if self.rng.random() < c.mutation_prob:
+                self.with_rng(tools.mutPolynomialBounded, ind, c.eta, low, high, 1.0 / len(low))
+        return [self.clip(ind) for ind in offspring]
 
     def with_rng(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """DEAP's operators use the global `random`; run them on our RNG's state."""
