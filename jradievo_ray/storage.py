@@ -9,11 +9,13 @@ is contacted unless a path says `s3://`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import sqlite3
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from jradievo_ray import paths
@@ -144,6 +146,9 @@ def materialize(uri: str) -> str:
     return str(local)
 
 
+SQLITE_TRANSIENT = ("-journal", "-wal", "-shm")  # files of a sqlite write in progress
+
+
 class RunMirror:
     """A search run folder kept at an s3:// prefix and worked on in a local copy
     (`$JRADIEVO_HOME/runs/<bucket>/<prefix>`). `pull` replaces the copy with what the
@@ -196,12 +201,37 @@ class RunMirror:
                 relative = path.relative_to(self.local).as_posix()
                 if not path.is_file() or any(p.startswith(".") for p in relative.split("/")):
                     continue
-                signature = _signature(path)
-                if self._pushed.get(relative) != signature:
-                    client.upload_file(str(path), self.bucket, f"{self.prefix}/{relative}")
-                    self._pushed[relative] = signature
+                if relative.endswith(SQLITE_TRANSIENT):
+                    continue  # a store's write in progress: the .db snapshot holds its result
+                with _snapshot(path) as source:
+                    if source is None:
+                        continue  # gone since the listing
+                    signature = _signature(source)
+                    if self._pushed.get(relative) != signature:
+                        client.upload_file(str(source), self.bucket, f"{self.prefix}/{relative}")
+                        self._pushed[relative] = signature
         except (BotoCoreError, ClientError) as exc:
             raise _fail(self.uri, exc) from None
+
+
+@contextlib.contextmanager
+def _snapshot(path: Path) -> Iterator[Path | None]:
+    """What to upload of `path`: a consistent copy of a sqlite store (MLflow's `mlflow.db`
+    is written by a background thread while the search pushes: a plain copy could catch a
+    transaction half done), the file itself otherwise; None if it no longer exists."""
+    if path.suffix != ".db" or not path.exists():
+        yield path if path.exists() else None
+        return
+    copy = path.with_name(f".{path.name}.snapshot")
+    try:
+        with (
+            contextlib.closing(sqlite3.connect(path)) as src,
+            contextlib.closing(sqlite3.connect(copy)) as dst,
+        ):
+            src.backup(dst)
+        yield copy
+    finally:
+        copy.unlink(missing_ok=True)
 
 
 def _signature(path: Path) -> tuple[int, int, int] | str:

@@ -5,8 +5,10 @@ killed, to the uninterrupted result."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 
@@ -96,6 +98,32 @@ def test_mirror_uploads_what_changed_and_pulls_it_elsewhere(s3, monkeypatch, tmp
     elsewhere = storage.RunMirror("s3://bucket/runs/unit").pull()
     assert elsewhere != local and (elsewhere / "a.txt").read_text() == "two"
     assert not (elsewhere / ".a.txt.tmp").exists()
+
+
+def test_a_sqlite_store_is_uploaded_as_a_consistent_snapshot_mid_write(s3, monkeypatch, tmp_path):
+    """MLflow's background thread writes mlflow.db while the search pushes: the bucket gets
+    the committed state, never a half-written file or the store's rollback journal."""
+    on_node(monkeypatch, tmp_path, "node-a")
+    mirror = storage.RunMirror("s3://bucket/runs/db")
+    local = mirror.pull()
+    with sqlite3.connect(local / "mlflow.db") as db:
+        db.execute("CREATE TABLE runs (id INTEGER)")
+        db.execute("INSERT INTO runs VALUES (1)")
+    writer = sqlite3.connect(local / "mlflow.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO runs VALUES (2)")
+    writer.execute("INSERT INTO runs VALUES (3)")
+    assert (local / "mlflow.db-journal").exists()  # a transaction half done
+    mirror.push()
+    writer.execute("ROLLBACK")
+    writer.close()
+    uploaded = objects(s3, "runs/db")
+    assert set(uploaded) == {"mlflow.db"}
+    copy = tmp_path / "copy.db"
+    copy.write_bytes(uploaded["mlflow.db"])
+    with contextlib.closing(sqlite3.connect(copy)) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("SELECT id FROM runs").fetchall() == [(1,)]
 
 
 def test_cli_names_the_bucket_folder(s3, monkeypatch, tmp_path):
