@@ -104,6 +104,7 @@ def test_killed_at_every_phase_resumes_to_the_uninterrupted_result(uninterrupted
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
 
+@pytest.mark.slow  # 80 s; every strategy's resume is tested in-process in test_strategies.py
 def test_cma_es_killed_twice_resumes_to_its_uninterrupted_result(tmp_path):
     """What CMA-ES learns between generations is in the checkpoint (every strategy's
     resume is also tested in-process, in test_strategies.py)."""

@@ -107,6 +107,7 @@ def test_unfinished_child_is_deleted_and_not_counted(tmp_path):
     tracker.finish()
 
 
+@pytest.mark.slow  # 90 s of four killed drivers; the catch-up logic also runs in each resume test
 def test_resume_after_kills_logs_each_genome_once(tmp_path):
     out = tmp_path / "run"
     kept: dict[int, str] = {}  # journal index -> child run id logged before a kill
