@@ -12,6 +12,7 @@ import ray.cloudpickle
 import toy_evaluator
 from mlflow.tracking import MlflowClient
 from test_crash_resume import toy_search
+from toy_search import SETTINGS
 
 from jradievo_ray.config import load_config
 from jradievo_ray.search import checkpoint, journal
@@ -22,15 +23,6 @@ from jradievo_ray.tracking import INDEX_TAG, PARENT_TAG, Tracker, default_uri
 
 ray.cloudpickle.register_pickle_by_value(toy_evaluator)
 pytestmark = pytest.mark.integration
-
-SETTINGS = [
-    "data.heldout=null",
-    "search.export_best=false",
-    "search.population=6",
-    "search.generations=3",
-    "resources.num_actors=2",
-    "resources.num_cpus_per_actor=0.5",
-]
 
 
 def children(out: Path, run_id: str) -> list:

